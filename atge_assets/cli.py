@@ -1,0 +1,271 @@
+"""`atge`: start the whole system, drive the sandbox, judge and find change points from scripts.
+
+Dagster is imported only by the commands that need it, so `atge judge` starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_SANDBOX_PORT = 8787
+SANDBOX_PROJECT = "prj_atge_sandbox"
+
+
+def _sandbox_url(args) -> str:
+    return (getattr(args, "url", None) or os.environ.get("ATGE_SANDBOX_URL")
+            or f"http://127.0.0.1:{DEFAULT_SANDBOX_PORT}").rstrip("/")
+
+
+def _die(msg: str, code: int = 2) -> int:
+    print(f"atge: {msg}", file=sys.stderr)
+    return code
+
+
+# -- sandbox -----------------------------------------------------------------------------------
+def cmd_sandbox_serve(args) -> int:
+    import logging
+
+    from atge_assets.sandbox.server import serve
+    from atge_assets.settings import atge_home
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(message)s")
+    state = Path(args.state) if args.state else atge_home() / "sandbox" / "state.json"
+    token = os.environ.get("ATGE_SANDBOX_TOKEN") or "sandbox-token"
+    server = serve(args.host, args.port, state, scale=args.scale, token=token, noise=args.noise)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    st = server.state.status()
+    print(f"sandbox listening on {server.base_url} (state {state}, scale {args.scale}, "
+          f"production {st['production']})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _sandbox_call(args, method: str, path: str, body: dict | None = None) -> dict:
+    import httpx
+
+    try:
+        resp = httpx.request(method, _sandbox_url(args) + path, json=body, timeout=10)
+    except httpx.HTTPError as exc:
+        raise SystemExit(_die(f"cannot reach the sandbox at {_sandbox_url(args)} ({exc}); "
+                              "is `atge up` or `atge sandbox serve` running?"))
+    if resp.status_code >= 400:
+        raise SystemExit(_die(f"sandbox answered {resp.status_code}: {resp.text[:300]}"))
+    return resp.json()
+
+
+def cmd_sandbox_deploy(args) -> int:
+    out = _sandbox_call(args, "POST", "/_sandbox/deployments", {
+        "target": args.target, "slowdown": args.slowdown, "errors": args.errors,
+        "build_s": args.build_seconds,
+    })
+    print(json.dumps(out) if args.json else f"deployed {out['id']} ({out['target']}) at {out['url']}")
+    return 0
+
+
+def cmd_sandbox_status(args) -> int:
+    st = _sandbox_call(args, "GET", "/_sandbox/status")
+    if args.json:
+        print(json.dumps(st))
+    else:
+        print(f"production: {st['production']}")
+        for d in st["deployments"]:
+            mark = "*" if d["id"] == st["production"] else " "
+            print(f" {mark} {d['id']}  {d['target']:<10} {d['state']:<8} slowdown {d['slowdown']}"
+                  f"  errors {d['errors']}")
+        for r in st["rollbacks"]:
+            print(f"rollback: {r['from']} -> {r['to']} at {time.ctime(r['at'])}")
+    return 0
+
+
+# -- batch tools -------------------------------------------------------------------------------
+def _batch(path: str, run) -> int:
+    try:
+        src = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    except OSError as exc:
+        return _die(f"cannot read {path}: {exc}")
+    with src:
+        errors = run(src, sys.stdout)
+    if errors:
+        print(f"atge: {errors} malformed input line(s); see their 'error' fields", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_judge(args) -> int:
+    from atge_assets.core.judge import run_batch
+
+    return _batch(args.batch, run_batch)
+
+
+def cmd_changepoints(args) -> int:
+    from atge_assets.core.changepoints import run_batch
+
+    return _batch(args.batch, run_batch)
+
+
+# -- up ----------------------------------------------------------------------------------------
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> bool:
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _project_root() -> Path:
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "workspace.yaml").exists() else Path.cwd()
+
+
+def _stop(proc: subprocess.Popen, name: str, grace_s: float = 20.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        # dagster dev shuts its webserver, daemon and code server down cleanly on SIGINT.
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(grace_s)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    print(f"atge: {name} stopped", file=sys.stderr, flush=True)
+
+
+def cmd_up(args) -> int:
+    from atge_assets.settings import atge_home
+
+    root = _project_root()
+    home = atge_home()
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if not (dagster_home / "dagster.yaml").exists() or args.reset_instance_config:
+        shutil.copy(root / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = dict(os.environ, DAGSTER_HOME=str(dagster_home), ATGE_HOME=str(home))
+    bindir = Path(sys.executable).parent
+    procs: list[tuple[str, subprocess.Popen]] = []
+
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if not args.no_sandbox:
+            sandbox_url = f"http://127.0.0.1:{args.sandbox_port}"
+            sb = subprocess.Popen(
+                [sys.executable, "-m", "atge_assets.cli", "sandbox", "serve", "--port",
+                 str(args.sandbox_port), "--scale", str(args.scale)],
+                env=env, start_new_session=True,
+            )
+            procs.append(("sandbox", sb))
+            if not _wait_http(sandbox_url + "/_sandbox/status", 30, sb):
+                return _die(f"the sandbox did not start on {sandbox_url}", 1)
+            env.update(
+                VERCEL_API_URL=sandbox_url, VERCEL_PROJECT_ID=SANDBOX_PROJECT,
+                VERCEL_TOKEN=env.get("ATGE_SANDBOX_TOKEN") or "sandbox-token",
+                ATGE_LATENCY_SCALE=str(args.scale), ATGE_SANDBOX_URL=sandbox_url,
+            )
+        elif not env.get("VERCEL_TOKEN") or not env.get("VERCEL_PROJECT_ID"):
+            return _die("--no-sandbox needs VERCEL_TOKEN and VERCEL_PROJECT_ID in the environment")
+        dev = subprocess.Popen(
+            [str(bindir / "dagster"), "dev", "-w", str(root / "workspace.yaml"),
+             "-h", args.host, "-p", str(args.port)],
+            env=env, cwd=root, start_new_session=True,
+        )
+        procs.append(("dagster", dev))
+        print(f"atge: Dagster UI on http://{args.host}:{args.port}  (DAGSTER_HOME={dagster_home})",
+              file=sys.stderr, flush=True)
+        while not stopping:
+            for name, p in procs:
+                if p.poll() is not None:
+                    print(f"atge: {name} exited with {p.returncode}; stopping", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for name, p in reversed(procs):
+            _stop(p, name)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="atge", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the sandbox, the Dagster webserver and the daemon")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=3000)
+    up.add_argument("--sandbox-port", type=int, default=DEFAULT_SANDBOX_PORT)
+    up.add_argument("--scale", type=float, default=0.005,
+                    help="sandbox latency as a fraction of the plan's (0.005: 30 s -> 150 ms)")
+    up.add_argument("--no-sandbox", action="store_true",
+                    help="watch the real Vercel project in VERCEL_PROJECT_ID instead")
+    up.add_argument("--reset-instance-config", action="store_true",
+                    help="copy dagster.yaml into DAGSTER_HOME even if one is there")
+    up.set_defaults(func=cmd_up)
+
+    sb = sub.add_parser("sandbox", help="the simulated ATGE and Vercel API").add_subparsers(
+        dest="sandbox_command", required=True)
+    serve = sb.add_parser("serve", help="run the sandbox server in the foreground")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_SANDBOX_PORT)
+    serve.add_argument("--state", help="state file (default $ATGE_HOME/sandbox/state.json)")
+    serve.add_argument("--scale", type=float, default=0.005)
+    serve.add_argument("--noise", type=float, default=0.10,
+                       help="log-normal sigma of each phase's latency")
+    serve.set_defaults(func=cmd_sandbox_serve)
+    dep = sb.add_parser("deploy", help="create a deployment")
+    dep.add_argument("--slowdown", type=float, default=1.0)
+    dep.add_argument("--target", choices=["production", "preview"], default="production")
+    dep.add_argument("--errors", type=float, default=0.0, help="share of requests answered 500")
+    dep.add_argument("--build-seconds", type=float, default=0.0)
+    dep.add_argument("--url", help="sandbox URL (default $ATGE_SANDBOX_URL or :8787)")
+    dep.add_argument("--json", action="store_true")
+    dep.set_defaults(func=cmd_sandbox_deploy)
+    st = sb.add_parser("status", help="production, deployments, rollbacks")
+    st.add_argument("--url")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_sandbox_status)
+
+    j = sub.add_parser("judge", help="verdicts for baseline/candidate samples, JSONL in and out")
+    j.add_argument("--batch", required=True, help="JSONL file, or - for stdin")
+    j.set_defaults(func=cmd_judge)
+    c = sub.add_parser("changepoints", help="change points of series, JSONL in and out")
+    c.add_argument("--batch", required=True, help="JSONL file, or - for stdin")
+    c.set_defaults(func=cmd_changepoints)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

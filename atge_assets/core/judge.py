@@ -1,0 +1,356 @@
+"""The regression judge: baseline samples and candidate samples in, a verdict with its reasons out.
+
+Numpy only (no Dagster, no pandas, no scipy), so `atge judge --batch` starts fast and runs
+thousands of comparisons a second. A sample is a latency in milliseconds, or ``None`` for a request
+that failed (error status or timeout); NaN and infinity count as failures too, since that is how
+pandas and some clients spell "no latency".
+
+The rule, in two sentences. Latency regressed when the Hodges-Lehmann estimate of the slowdown
+(median of all candidate/baseline log-ratios) is beyond the threshold AND a one-sided Mann-Whitney
+test says the candidate is slower with p < alpha (0.001); errors regressed when the candidate's
+failure rate is above the baseline's by more than a margin AND a one-sided Fisher exact test says so
+with p < 0.01. Either one is a rollback; a slowdown that might be real but lacks the evidence is
+``inconclusive`` (the graph measures more and asks again, it never rolls back on it).
+
+Why these pieces (asv and Kayenta use the same two: a rank test plus a factor/tolerance on a
+robust shift estimate):
+- Ranks and the median of pairwise log-ratios ignore how far an outlier is, so a GC pause or a
+  cold start moves the estimate by at most one rank; with a cache hit/miss mixture the same-mode
+  pairs dominate the median, so a slowdown of both modes is estimated as that slowdown.
+- Logs make the change a ratio (what "10% slower" means) and make ms and seconds judge alike.
+- The confidence interval is the distribution-free one from Mann-Whitney critical values (an
+  order statistic of the pairwise differences): analytic, so no bootstrap per comparison.
+- alpha is small on purpose. With 20 samples at 10% noise, a true +15% and a true +5% are only
+  ~3 standard errors apart, so the point estimate must be what crosses the threshold (a CI bound
+  would miss most +15%s); the small alpha is what stops a noisy small sample whose estimate
+  happens to land past the threshold from rolling back (benchmarks/judge_accuracy.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from dataclasses import dataclass, field, fields
+from statistics import NormalDist
+from typing import Iterable, Sequence, TextIO
+
+import numpy as np
+
+REGRESSED = "regressed"
+PASS = "pass"
+IMPROVED = "improved"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (REGRESSED, PASS, IMPROVED, INCONCLUSIVE)
+
+ALPHA = 0.001
+CONFIDENCE = 0.95
+ERROR_ALPHA = 0.01
+# With 10-40 requests a side, a 20% failure rate against 0% is often only p ~ 0.05: worth measuring
+# again (inconclusive) rather than passing, but not worth a rollback yet.
+ERROR_SUGGESTIVE = 0.10
+# Absolute rise in failure rate that matters even when significant: a few more timeouts in a
+# thousand requests is a flaky network, not a bad deployment.
+ERROR_MARGIN = 0.02
+# Beyond this many successful samples a side, a systematic subsample keeps memory and time bounded.
+MAX_SAMPLES = 2000
+# Timers with millisecond resolution report 0 for fast responses; the log needs a positive value.
+_MIN_MS = 1e-3
+
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    change: float | None  # estimated relative change of the typical latency: 0.23 = 23% slower
+    ci_low: float | None  # confidence interval of `change` at level `confidence`
+    ci_high: float | None
+    p_value: float | None  # Mann-Whitney, one-sided: probability of this much slowdown by chance
+    test: str
+    n_baseline: int  # successful samples (latencies) on each side
+    n_candidate: int
+    baseline_error_rate: float
+    candidate_error_rate: float
+    noise: float | None  # robust coefficient of variation of the baseline
+    threshold: float
+    reasons: list[str] = field(default_factory=list)
+    confidence: float = CONFIDENCE
+    alpha: float = ALPHA
+    p_value_faster: float | None = None  # the same test the other way, for `improved`
+    candidate_noise: float | None = None
+    baseline_failures: int = 0
+    candidate_failures: int = 0
+    error_p_value: float | None = None  # Fisher exact, one-sided (candidate fails more)
+
+    @property
+    def rollback(self) -> bool:
+        return self.verdict == REGRESSED
+
+    def as_dict(self) -> dict:
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        d["rollback"] = self.rollback
+        return d
+
+
+def _plain(value):
+    """JSON-safe: numpy scalars to Python, NaN and infinity to None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _latencies(samples: Sequence[float | None], side: str) -> tuple[np.ndarray, int]:
+    """Log latencies of the successful samples, and the number of failed ones."""
+    if isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable):
+        raise ValueError(f"{side}: expected a list of latencies in ms, got {type(samples).__name__}")
+    samples = list(samples)
+    # Plain JSON numbers skip the per-item check, which would cost more than the statistics.
+    if not set(map(type, samples)) <= {float, int, type(None)}:
+        for s in samples:
+            # bool is an int to Python, but `true` in a latency list is a bug upstream, not 1 ms.
+            if s is not None and not isinstance(s, float) and (
+                not isinstance(s, numbers.Real) or isinstance(s, (bool, np.bool_))
+            ):
+                raise ValueError(f"{side}: {s!r} is neither a latency in ms nor null")
+    values = np.array(samples, dtype=float).reshape(-1)  # None becomes NaN: a failure
+    ok = values[np.isfinite(values)]
+    if (ok < 0).any():
+        raise ValueError(f"{side}: negative latency {float(ok[ok < 0][0])!r}")
+    return np.log(np.maximum(ok, _MIN_MS)), len(values) - len(ok)
+
+
+def _robust_cv(logs: np.ndarray) -> float | None:
+    """MAD of the log latencies scaled to a standard deviation: ~ the coefficient of variation."""
+    if len(logs) < 2:
+        return None
+    return 1.4826 * _median(np.abs(logs - _median(logs)))
+
+
+def _median(a: np.ndarray) -> float:
+    # np.median costs ~40 us of checks per call, more than the whole rank test here.
+    a = np.sort(a)
+    half = len(a) // 2
+    return float(a[half] if len(a) % 2 else 0.5 * (a[half - 1] + a[half]))
+
+
+def _shift(lb: np.ndarray, lc: np.ndarray, confidence: float):
+    """Hodges-Lehmann shift of lc over lb with its distribution-free CI, and Mann-Whitney p-values.
+
+    All from the m*n pairwise differences: U counts the positive ones, the estimate is their median
+    and the CI bounds are order statistics at the Mann-Whitney critical value. Normal approximation
+    with tie and continuity corrections; near the tails it overstates p, i.e. errs toward keeping
+    a deployment.
+    """
+    m, n = len(lb), len(lc)
+    mn = m * n
+    diffs = np.sort(np.subtract.outer(lc, lb), axis=None)
+    half = mn // 2
+    estimate = float(diffs[half] if mn % 2 else 0.5 * (diffs[half - 1] + diffs[half]))
+
+    # U = (#positive diffs) + half the ties, located by binary search in the sorted diffs.
+    below = int(np.searchsorted(diffs, 0.0, side="left"))
+    above = mn - int(np.searchsorted(diffs, 0.0, side="right"))
+    u = above + 0.5 * (mn - below - above)
+
+    pooled = np.sort(np.concatenate([lb, lc]))
+    total = m + n
+    ties = 0.0
+    if (pooled[1:] == pooled[:-1]).any():  # rare with float latencies, common with whole ms
+        _, counts = np.unique(pooled, return_counts=True)
+        ties = float(np.sum(counts.astype(float) ** 3 - counts))
+    var = mn / 12.0 * ((total + 1) - ties / (total * (total - 1)))
+    if var <= 0:  # every sample on both sides identical
+        return estimate, estimate, estimate, 1.0, 1.0
+    sd = math.sqrt(var)
+    p_slower = _upper_tail((u - mn / 2 - 0.5) / sd)
+    p_faster = _upper_tail((mn / 2 - u - 0.5) / sd)
+
+    z = _NORMAL.inv_cdf(0.5 + confidence / 2)
+    k = min(max(int(math.floor(mn / 2 - z * sd)), 0), half)
+    return estimate, float(diffs[k]), float(diffs[mn - 1 - k]), p_slower, p_faster
+
+
+def _upper_tail(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def _min_p(m: int, n: int) -> float:
+    """Smallest p-value the test can give with these sample sizes (complete separation, no ties)."""
+    mn = m * n
+    return _upper_tail((mn / 2 - 0.5) / math.sqrt(mn * (m + n + 1) / 12))
+
+
+def _fisher_worse(c_fail: int, c_total: int, b_fail: int, b_total: int) -> float:
+    """One-sided Fisher exact p: chance of the candidate getting >= c_fail of all the failures.
+
+    Exact integer hypergeometric tail; request counts are small enough that big ints are cheap.
+    """
+    fails, total = c_fail + b_fail, c_total + b_total
+    tail = sum(
+        math.comb(fails, x) * math.comb(total - fails, c_total - x)
+        for x in range(c_fail, min(fails, c_total) + 1)
+    )
+    return tail / math.comb(total, c_total)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.1%}"
+
+
+def _thin(logs: np.ndarray) -> np.ndarray:
+    # The pairwise differences are m*n floats: 2000 a side is 32 MB and a third of a second.
+    # Evenly spaced picks keep a systematic sample of a run that was recorded in time order.
+    if len(logs) <= MAX_SAMPLES:
+        return logs
+    return logs[np.linspace(0, len(logs) - 1, MAX_SAMPLES).round().astype(int)]
+
+
+def _errors(b_fail, b_total, c_fail, c_total, error_alpha, error_margin):
+    """(regressed, unsure, p-value or None, reason or None) for the failure rates."""
+    b_rate = b_fail / b_total if b_total else 0.0
+    c_rate = c_fail / c_total if c_total else 0.0
+    counts = (f"candidate {c_fail}/{c_total} failed ({c_rate:.1%}), baseline "
+              f"{b_fail}/{b_total} ({b_rate:.1%})")
+    if not (b_total and c_total and c_rate > b_rate):
+        return False, False, None, (f"errors: {counts}: no worse" if b_fail or c_fail else None)
+    p = _fisher_worse(c_fail, c_total, b_fail, b_total)
+    line = f"errors: {counts}; Fisher exact p={p:.3g}"
+    worse = c_rate - b_rate > error_margin
+    if worse and p < error_alpha:
+        return True, False, p, f"{line}: significantly more failures (> {error_margin:.0%} more)"
+    if worse and p < ERROR_SUGGESTIVE:
+        return False, True, p, f"{line}: more failures, not yet significant at p < {error_alpha:g}"
+    return False, False, p, f"{line}: no significant rise beyond the {error_margin:.0%} margin"
+
+
+def judge(
+    baseline: Sequence[float | None],
+    candidate: Sequence[float | None],
+    threshold: float = 0.10,
+    alpha: float = ALPHA,
+    *,
+    confidence: float = CONFIDENCE,
+    error_alpha: float = ERROR_ALPHA,
+    error_margin: float = ERROR_MARGIN,
+) -> Verdict:
+    """Compare candidate latencies with baseline latencies (ms, None for a failed request).
+
+    Raises ValueError for input that is not latencies (strings, booleans, negative numbers) or for
+    a threshold that is not a positive number.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not (
+        math.isfinite(threshold) and threshold > 0
+    ):
+        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+    if not (0 < alpha < 1 and 0 < confidence < 1 and 0 < error_alpha < 1 and error_margin >= 0):
+        raise ValueError("alpha, confidence and error_alpha must be in (0, 1), error_margin >= 0")
+    threshold = float(threshold)
+    lb, b_fail = _latencies(baseline, "baseline")
+    lc, c_fail = _latencies(candidate, "candidate")
+    m, n = len(lb), len(lc)
+    b_total, c_total = m + b_fail, n + c_fail
+
+    errors_regressed, errors_unsure, error_p, error_reason = _errors(
+        b_fail, b_total, c_fail, c_total, error_alpha, error_margin)
+    reasons = [error_reason] if error_reason else []
+    tests = ["fisher-exact"] if error_p is not None else []
+    result = dict(
+        n_baseline=m, n_candidate=n, threshold=threshold, confidence=confidence, alpha=alpha,
+        baseline_error_rate=b_fail / b_total if b_total else 0.0,
+        candidate_error_rate=c_fail / c_total if c_total else 0.0,
+        noise=_robust_cv(lb), candidate_noise=_robust_cv(lc),
+        baseline_failures=b_fail, candidate_failures=c_fail, error_p_value=error_p,
+    )
+
+    # With too few samples even a total separation is not significant: a regression could never
+    # be shown, so a pass would be a guess. Ask for more samples instead.
+    if m == 0 or n == 0 or _min_p(m, n) >= alpha:
+        verdict = REGRESSED if errors_regressed else INCONCLUSIVE
+        reasons.insert(0, f"{verdict}: " + ("more failures than baseline" if errors_regressed
+                                            else "too few successful samples to judge latency"))
+        reasons.append(f"latency: only {m} baseline and {n} candidate successful samples, too few "
+                       f"for the Mann-Whitney test to reach p < {alpha:g}")
+        return Verdict(verdict, None, None, None, None, "+".join(tests) or "none",
+                       reasons=reasons, **result)
+
+    shift, lo, hi, p_slower, p_faster = _shift(_thin(lb), _thin(lc), confidence)
+    change, ci_low, ci_high = math.expm1(shift), math.expm1(lo), math.expm1(hi)
+    reasons.append(
+        f"latency: {_pct(change)} (Hodges-Lehmann on log latencies; {confidence:.0%} CI "
+        f"{_pct(ci_low)} to {_pct(ci_high)}); Mann-Whitney one-sided p(slower)={p_slower:.3g}, "
+        f"p(faster)={p_faster:.3g}; {m} baseline vs {n} candidate samples"
+        + (f" (thinned to {MAX_SAMPLES} a side)" if max(m, n) > MAX_SAMPLES else "")
+        + f"; noise ±{result['noise']:.0%} baseline, ±{result['candidate_noise']:.0%} candidate"
+    )
+    # Symmetric in log space, like asv's factor: 10% slower, or 1/1.1 of the time when faster.
+    limit = math.log1p(threshold)
+    slower = shift > limit and p_slower < alpha
+    faster = shift < -limit and p_faster < alpha
+    # "Might be a regression": the estimate is past half the threshold and the CI reaches past the
+    # threshold. Measuring again settles it; a pass here would let through ~1 in 10 real +15%s.
+    maybe_slower = change > threshold / 2 and ci_high > threshold
+
+    if errors_regressed or slower:
+        verdict, why = REGRESSED, " and ".join(
+            (["more failures than baseline"] if errors_regressed else [])
+            + ([f"{_pct(change)} slower, beyond the {threshold:.0%} threshold, "
+                f"p={p_slower:.2g} < {alpha:g}"] if slower else []))
+    elif errors_unsure:
+        verdict, why = INCONCLUSIVE, "more failures than baseline, not yet significant"
+    elif maybe_slower:
+        verdict, why = INCONCLUSIVE, (
+            f"{_pct(change)} with CI up to {_pct(ci_high)} might be beyond the {threshold:.0%} "
+            f"threshold" + (f", but p={p_slower:.2g} is not < {alpha:g}" if shift > limit else ""))
+    elif faster:
+        verdict, why = IMPROVED, f"{_pct(change)}, faster beyond the threshold, p={p_faster:.2g}"
+    elif shift < -limit:
+        verdict, why = PASS, f"{_pct(change)} but not significant (p={p_faster:.2g})"
+    else:
+        verdict, why = PASS, f"{_pct(change)} is within the {threshold:.0%} threshold"
+    reasons.insert(0, f"{verdict}: {why}")
+    tests.insert(0, "mann-whitney")
+    return Verdict(verdict, change, ci_low, ci_high, p_slower, "+".join(tests), reasons=reasons,
+                   p_value_faster=p_faster, **result)
+
+
+def run_batch(lines: Iterable[str], out: TextIO) -> int:
+    """`atge judge --batch`: one JSON comparison per line in, one JSON verdict per line out.
+
+    In:  {"id": ..., "baseline": [ms or null, ...], "candidate": [...], "threshold": 0.10}
+    Out: {"id": ..., "verdict": ..., "change": ..., "rollback": ..., <other Verdict fields>,
+    "error": null}, or for a line that cannot be judged {"id": ..., "error": "...", "verdict": null,
+    "rollback": false}. Blank lines are skipped; returns the number of error lines.
+    """
+    errors = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        row_id = None
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("expected a JSON object")
+            row_id = row.get("id")
+            missing = [k for k in ("baseline", "candidate") if not isinstance(row.get(k), list)]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} must be a list of latencies in ms")
+            threshold = row.get("threshold")
+            v = judge(row["baseline"], row["candidate"],
+                      0.10 if threshold is None else threshold).as_dict()
+            result = {"id": row_id, "verdict": v.pop("verdict"), "change": v.pop("change"),
+                      "rollback": v.pop("rollback"), **v, "error": None}
+            text = json.dumps(result, allow_nan=False)
+        except Exception as exc:  # one bad line must not cost the rest of the batch
+            errors += 1
+            msg = f"line {number}: {type(exc).__name__}: {exc}"
+            # An unhashable or unserialisable id would break the error line too.
+            safe_id = row_id if isinstance(row_id, (str, int, float, type(None))) else str(row_id)
+            text = json.dumps({"id": _plain(safe_id), "error": msg, "verdict": None,
+                               "rollback": False})
+        out.write(text + "\n")
+    return errors

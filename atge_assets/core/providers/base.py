@@ -1,0 +1,54 @@
+"""What every deployment provider gives the graph: deployments, the production one, rollback, promote."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+READY = "READY"
+# States after which a deployment never becomes READY: the sensor stops watching them.
+TERMINAL_NOT_READY = {"ERROR", "CANCELED", "DELETED"}
+
+
+class ProviderError(RuntimeError):
+    """The provider could not be reached or refused the call (after retries)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class MalformedPayload(ValueError):
+    """The provider answered, but not with what its API promises."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    url: str  # a base URL with scheme, ready for the benchmark
+    state: str
+    target: str  # "production" or "preview"
+    created_ms: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.target == "production"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DeploymentPage:
+    deployments: list[Deployment]
+    malformed: list[str]  # one message per entry that could not be parsed (kept, not dropped)
+
+
+class DeploymentProvider(Protocol):
+    def list_deployments(self, since_ms: int | None = None) -> DeploymentPage: ...
+    def get_deployment(self, deployment_id: str) -> Deployment: ...
+    def production_deployment_id(self) -> str | None: ...
+    def rollback(self, deployment_id: str) -> None: ...
+    def promote(self, deployment_id: str) -> None: ...
+    def allowed_hosts(self) -> list[str]: ...

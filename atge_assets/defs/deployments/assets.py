@@ -1,0 +1,279 @@
+"""Per-deployment assets: timings -> baseline -> comparison -> rollback.
+
+Data moves through the history store (not an IO manager), so every asset can be rerun alone and
+every number stays queryable in SQL after the run.
+"""
+
+
+import dataclasses
+import time
+
+import dagster as dg
+
+from atge_assets.core import compare as cmp
+from atge_assets.core import judge as judge_mod
+from atge_assets.core.providers.base import READY, Deployment, MalformedPayload, ProviderError
+from atge_assets.core.timing import HostNotAllowed, Sample, check_url, measure
+from atge_assets.defs.deployments.partitions import deployments_partitions
+from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
+from atge_assets.defs.resources import HistoryResource, VercelResource
+
+GROUP = "deployments"
+
+
+def _fmt(x, pattern="{:.1f}") -> str:
+    return "–" if x is None else pattern.format(x)
+
+
+def _benchmarkable(context, vercel: VercelResource, benchmark: BenchmarkResource, store) -> Deployment:
+    """The partition's deployment, READY and on an allowed host, or a Failure that says why."""
+    dep_id = context.partition_key
+    with vercel.client() as client:
+        try:
+            dep = client.get_deployment(dep_id)
+        except (ProviderError, MalformedPayload) as exc:
+            raise dg.Failure(f"could not read deployment {dep_id} from the provider: {exc}") from exc
+        allowed = client.allowed_hosts() + list(benchmark.allowed_hosts)
+    store.upsert_deployment(dep)
+    if dep.state != READY:
+        raise dg.Failure(f"deployment {dep_id} is {dep.state}, not READY: nothing to benchmark")
+    try:
+        check_url(dep.url, allowed)
+    except HostNotAllowed as exc:
+        store.record_decision(dep_id, context.run_id, "refused", f"not benchmarked: {exc}")
+        raise dg.Failure(f"deployment {dep_id} not benchmarked: {exc}") from exc
+    return dep
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    kinds={"python"},
+    description="Per metric: warm-up discarded, N timed samples of the deployment over HTTP, "
+    "every failure recorded with its status or error.",
+)
+def benchmark_timings(
+    context: dg.AssetExecutionContext,
+    vercel: VercelResource,
+    history: HistoryResource,
+    benchmark: BenchmarkResource,
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    suite = benchmark.suite()
+    store = history.store()
+    dep = _benchmarkable(context, vercel, benchmark, store)
+    context.log.info(f"benchmarking {dep_id} ({dep.target}) at {dep.url}: {len(suite.metrics)} "
+                     f"metrics x {suite.samples} samples after {suite.warmup} warm-up")
+    started = time.time()
+    done: dict[str, list[Sample]] = {}
+
+    def progress(s: Sample) -> None:
+        done.setdefault(s.metric, []).append(s)
+        if len(done[s.metric]) == suite.samples:
+            summary = cmp.summarize([x.value_ms for x in done[s.metric]])
+            context.log.info(f"{s.metric}: p50 {_fmt(summary['p50'])} ms, "
+                             f"{summary['errors']} failed of {summary['n']}")
+
+    samples = measure(dep.url, suite, on_sample=progress)
+    store.record_measurement(dep_id, context.run_id, [s.as_dict() for s in samples], started)
+
+    rows, summaries = [], {}
+    for spec in suite.metrics:
+        values = [s.value_ms for s in samples if s.metric == spec.name]
+        summ = summaries[spec.name] = cmp.summarize(values)
+        rows.append(dg.TableRecord({
+            "metric": spec.name, "samples": summ["n"], "failed": summ["errors"],
+            "p50_ms": summ["p50"], "p95_ms": summ["p95"], "mean_ms": summ["mean"],
+            "min_ms": summ["min"], "max_ms": summ["max"],
+        }))
+    errors = sorted({s.error for s in samples if s.error})
+    return dg.MaterializeResult(metadata={
+        "deployment": dep_id,
+        "target": dep.target,
+        "url": dg.MetadataValue.url(dep.url),
+        "samples": len(samples),
+        "failed_samples": sum(1 for s in samples if not s.ok),
+        "timings": dg.MetadataValue.table(rows, schema=_TIMINGS_SCHEMA),
+        "errors_seen": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors) or "none"),
+        "seconds": round(time.time() - started, 2),
+    })
+
+
+_TIMINGS_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("metric", "string"), dg.TableColumn("samples", "int"),
+    dg.TableColumn("failed", "int"), dg.TableColumn("p50_ms", "float"),
+    dg.TableColumn("p95_ms", "float"), dg.TableColumn("mean_ms", "float"),
+    dg.TableColumn("min_ms", "float"), dg.TableColumn("max_ms", "float"),
+])
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    deps=[benchmark_timings],
+    kinds={"python"},
+    description="Per metric, the samples to compare against: earlier accepted production "
+    "deployments, or the plan's static values on a cold start.",
+)
+def baseline(
+    context: dg.AssetExecutionContext, history: HistoryResource, benchmark: BenchmarkResource
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    store = history.store()
+    suite = benchmark.suite()
+    dep = store.deployment(dep_id)
+    if dep is None:
+        raise dg.Failure(f"deployment {dep_id} has no timings yet: materialize benchmark_timings")
+    good = store.known_good_production(dep.created_ms, benchmark.baseline_deployments)
+    earlier = [(g.id, store.latest_samples(g.id)) for g in good]
+    per_metric = cmp.build_baseline(suite, earlier)
+    store.record_baseline(dep_id, context.run_id, per_metric)
+    rows = []
+    for metric, b in per_metric.items():
+        s = cmp.summarize(b["samples"])
+        rows.append(dg.TableRecord({"metric": metric, "source": b["source"], "samples": s["n"],
+                                    "p50_ms": s["p50"], "p95_ms": s["p95"]}))
+    sources = sorted({b["source"] for b in per_metric.values()})
+    context.log.info(f"baseline for {dep_id}: {', '.join(sources)}")
+    return dg.MaterializeResult(metadata={
+        "source": ", ".join(sources),
+        "cold_start": not good,
+        "baseline": dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=[
+            dg.TableColumn("metric", "string"), dg.TableColumn("source", "string"),
+            dg.TableColumn("samples", "int"), dg.TableColumn("p50_ms", "float"),
+            dg.TableColumn("p95_ms", "float"),
+        ])),
+    })
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    deps=[benchmark_timings, baseline],
+    kinds={"python"},
+    description="Per metric: current, baseline, change %, threshold and the judge's verdict "
+    "with its reasons.",
+)
+def baseline_comparison(
+    context: dg.AssetExecutionContext,
+    vercel: VercelResource,
+    history: HistoryResource,
+    benchmark: BenchmarkResource,
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    store = history.store()
+    suite = benchmark.suite()
+    base = store.latest_baseline(dep_id)
+    cand = store.latest_samples(dep_id)
+    if not base or not cand:
+        raise dg.Failure(f"deployment {dep_id}: baseline or timings missing; materialize them first")
+    rounds: list[dict] = []
+    dep = None
+    while True:
+        rows = cmp.compare(suite, base, cand)
+        unsure = [r["metric"] for r in rows if r["verdict"] == judge_mod.INCONCLUSIVE]
+        n = min(len(cand.get(m, [])) for m in unsure) if unsure else 0
+        rounds.append({"round": len(rounds) + 1, "samples": max(map(len, cand.values())),
+                       "verdicts": ", ".join(f"{r['metric']}={r['verdict']}" for r in rows)})
+        if not unsure or n >= benchmark.max_samples:
+            break
+        # Inconclusive never decides by itself: measure those metrics again, then judge again.
+        context.log.info(f"round {len(rounds)}: {unsure} inconclusive at {n} samples; "
+                         f"measuring {suite.samples} more")
+        dep = dep or _benchmarkable(context, vercel, benchmark, store)
+        more = measure(dep.url, dataclasses.replace(
+            suite, metrics=tuple(m for m in suite.metrics if m.name in unsure), warmup=0),
+            seq_start=n)
+        store.add_samples(dep_id, [x.as_dict() for x in more])
+        cand = store.latest_samples(dep_id)
+    overall = cmp.overall_verdict(rows)
+    store.record_comparison(dep_id, context.run_id, rows, overall)
+    lines = [f"**{dep_id}: {overall}**", ""]
+    table = []
+    for r in rows:
+        ch = r["change"]
+        lines.append(f"- `{r['metric']}` {r['verdict']}: " + "; ".join(r["details"]["reasons"]))
+        table.append(dg.TableRecord({
+            "metric": r["metric"], "current_ms": r["current_ms"], "baseline_ms": r["baseline_ms"],
+            "change_pct": None if ch is None else round(ch * 100, 2),
+            "threshold_pct": round(r["threshold"] * 100, 2), "verdict": r["verdict"],
+            "p_value": r["p_value"], "baseline_source": r["baseline_source"],
+        }))
+        context.log.info(f"{r['metric']}: {r['verdict']} ({_fmt(ch and ch * 100, '{:+.1f}')}% "
+                         f"vs {r['baseline_source']})")
+    return dg.MaterializeResult(metadata={
+        "verdict": overall,
+        "comparison": dg.MetadataValue.table(table, schema=dg.TableSchema(columns=[
+            dg.TableColumn("metric", "string"), dg.TableColumn("current_ms", "float"),
+            dg.TableColumn("baseline_ms", "float"), dg.TableColumn("change_pct", "float"),
+            dg.TableColumn("threshold_pct", "float"), dg.TableColumn("verdict", "string"),
+            dg.TableColumn("p_value", "float"), dg.TableColumn("baseline_source", "string"),
+        ])),
+        "reasons": dg.MetadataValue.md("\n".join(lines)),
+        "rounds": dg.MetadataValue.md("\n".join(
+            f"{r['round']}. {r['samples']} samples: {r['verdicts']}" for r in rounds)),
+        "max_change_pct": max((r["change"] * 100 for r in rows if r["change"] is not None),
+                              default=None) or 0.0,
+    })
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    deps=[baseline_comparison],
+    kinds={"python"},
+    description="Rolls the project back to the last known-good production deployment when this "
+    "one is live and regressed. At most once per deployment; every decision recorded.",
+)
+def rollback(
+    context: dg.AssetExecutionContext,
+    vercel: VercelResource,
+    history: HistoryResource,
+    policy: ReleasePolicyResource,
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    store = history.store()
+    dep = store.deployment(dep_id)
+    if dep is None:
+        raise dg.Failure(f"deployment {dep_id} is unknown: materialize benchmark_timings first")
+    good = store.known_good_production(dep.created_ms, 1)
+    with vercel.client() as client:
+        production = client.production_deployment_id()
+        existing = store.rollback_for(dep_id)
+        plan = cmp.plan_rollback(
+            deployment_id=dep_id, verdict=dep.verdict, target=dep.target, production_id=production,
+            known_good_id=good[0].id if good else None, existing=existing, dry_run=policy.dry_run,
+        )
+        action = plan.action
+        if action == "rollback":
+            # Claim before calling: the primary key lets exactly one run own this rollback.
+            if existing is None and store.claim_rollback(dep_id, plan.rollback_to,
+                                                         context.run_id) is not None:
+                action = "skipped"
+                plan = cmp.RollbackPlan("skipped", "another run claimed this rollback first")
+            else:
+                context.log.warning(f"rolling {dep_id} back to {plan.rollback_to}: {plan.reason}")
+                client.rollback(plan.rollback_to)  # raises after retries: the claim stays pending
+                store.finish_rollback(dep_id)
+                action = "rolled_back"
+        elif action == "finish":
+            store.finish_rollback(dep_id)
+            action = "rolled_back"
+    store.record_decision(dep_id, context.run_id, action, plan.reason, plan.rollback_to)
+    context.log.info(f"{dep_id}: {action}: {plan.reason}")
+    return dg.MaterializeResult(metadata={
+        "decision": action,
+        "reason": plan.reason,
+        "rollback_to": plan.rollback_to or "",
+        "verdict": dep.verdict or "",
+        "production_before": production or "",
+        "dry_run": policy.dry_run,
+    })
+
+
+benchmark_job = dg.define_asset_job(
+    "benchmark_deployment",
+    selection=dg.AssetSelection.assets(benchmark_timings, baseline, baseline_comparison, rollback),
+    partitions_def=deployments_partitions,
+    description="Benchmark one deployment, compare it with its baseline, roll back on regression.",
+)

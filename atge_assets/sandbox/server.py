@@ -1,0 +1,234 @@
+"""One local HTTP server: the simulated ATGE app for every deployment, and Vercel's REST subset.
+
+- ATGE:   /d/{deployment}/api/health, POST /d/{deployment}/api/einstein/analyze,
+          GET /d/{deployment}/api/einstein/trade-history  (with a Server-Timing header)
+- Vercel: GET /v6/deployments, GET /v13/deployments/{id}, GET /v9/projects/{id},
+          POST /v1/projects/{id}/rollback/{dep}, POST /v10/projects/{id}/promote/{dep}
+- Control (for `atge sandbox ...`): POST /_sandbox/deployments, GET /_sandbox/status,
+          POST /_sandbox/faults
+The Vercel routes want `Authorization: Bearer <token>`, as the real API does, so tests exercise
+the provider's header handling.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from atge_assets.sandbox.state import SandboxState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKEN = "sandbox-token"
+MAX_BODY = 1 << 20
+
+_APP = re.compile(r"^/d/(?P<dep>[A-Za-z0-9_]+)(?P<path>/.*)$")
+
+
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], state: SandboxState, token: str = DEFAULT_TOKEN):
+        super().__init__(addr, Handler)
+        self.state = state
+        self.token = token
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start_background(self) -> threading.Thread:
+        t = threading.Thread(target=self.serve_forever, name="atge-sandbox", daemon=True)
+        t.start()
+        return t
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: SandboxServer
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        # Headers and body go out in separate writes; Nagle + delayed ACK would add ~40 ms to each.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, fmt, *args):  # keep the demo's console readable
+        log.debug("sandbox: " + fmt, *args)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _send(self, status: int, body, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict:
+        n = int(self.headers.get("content-length") or 0)
+        if n > MAX_BODY:
+            raise ValueError("body too large")
+        raw = self.rfile.read(n) if n else b""
+        if not raw:
+            return {}
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        return body
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_POST(self):
+        self._route("POST")
+
+    def _route(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            m = _APP.match(path)
+            if m:
+                return self._app(method, m["dep"], m["path"])
+            if path.startswith("/_sandbox/"):
+                return self._control(method, path)
+            return self._vercel(method, path, query)
+        except (ValueError, json.JSONDecodeError) as exc:
+            return self._send(400, {"error": {"code": "bad_request", "message": str(exc)}})
+
+    # -- the simulated ATGE app ----------------------------------------------------------------
+    def _app(self, method: str, dep_id: str, path: str) -> None:
+        st = self.server.state
+        dep = st.get(dep_id)
+        if dep is None or dep.state() != "READY":
+            return self._send(404, {"error": "DEPLOYMENT_NOT_FOUND"})
+        if path == "/api/health":
+            return self._send(200, {"status": "ok", "deployment": dep_id})
+        if path == "/api/einstein/analyze" and method == "POST":
+            body = self._body()
+            phases = ["collect", "ai", "db", "overhead"]
+            symbol = str(body.get("symbol", "BTC"))[:16]
+            result = {"symbol": symbol, "signal": "HOLD", "confidence": 0.62}
+        elif path == "/api/einstein/trade-history" and method == "GET":
+            phases = ["db"]
+            result = {"trades": [{"symbol": "BTC", "side": "buy", "pnl": 12.5}]}
+        else:
+            return self._send(404, {"error": "NOT_FOUND"})
+        timings = {p: st.phase_ms(dep, p) for p in phases}
+        time.sleep(sum(timings.values()) / 1000.0)
+        if st.fails(dep):
+            return self._send(500, {"error": "INTERNAL_SERVER_ERROR"})
+        header = ", ".join(f"{p};dur={v:.2f}" for p, v in timings.items() if p != "overhead")
+        return self._send(200, result, {"server-timing": header})
+
+    # -- Vercel's REST subset ------------------------------------------------------------------
+    def _vercel(self, method: str, path: str, query: dict) -> None:
+        auth = self.headers.get("authorization") or ""
+        if not hmac.compare_digest(auth.encode(), f"Bearer {self.server.token}".encode()):
+            return self._send(403, {"error": {"code": "forbidden", "message": "Not authorized"}})
+        st = self.server.state
+        with st._lock:
+            fault = st.api_faults.pop(0) if st.api_faults else None
+        if fault:
+            status, headers = fault
+            return self._send(status, {"error": {"code": "injected", "message": "fault"}}, headers)
+        pid = st.world.project_id
+        if method == "GET" and path == "/v6/deployments":
+            return self._send(200, self._list(query))
+        m = re.fullmatch(r"/v13/deployments/([A-Za-z0-9_]+)", path)
+        if method == "GET" and m:
+            dep = st.get(m[1])
+            if dep is None:
+                return self._send(404, {"error": {"code": "not_found", "message": "no deployment"}})
+            return self._send(200, self._dep_json(dep, v13=True))
+        if method == "GET" and path == f"/v9/projects/{pid}":
+            prod = st.world.production
+            return self._send(200, {"id": pid, "name": "atge",
+                                    "targets": {"production": {"id": prod} if prod else None}})
+        m = re.fullmatch(r"/v1/projects/([^/]+)/rollback/([A-Za-z0-9_]+)", path)
+        if method == "POST" and m and m[1] == pid:
+            return self._act(st.rollback, m[2])
+        m = re.fullmatch(r"/v10/projects/([^/]+)/promote/([A-Za-z0-9_]+)", path)
+        if method == "POST" and m and m[1] == pid:
+            return self._act(st.promote, m[2])
+        return self._send(404, {"error": {"code": "not_found", "message": path}})
+
+    def _act(self, action, dep_id: str) -> None:
+        try:
+            action(dep_id)
+        except KeyError:
+            return self._send(404, {"error": {"code": "not_found", "message": dep_id}})
+        except ValueError as exc:
+            return self._send(409, {"error": {"code": "conflict", "message": str(exc)}})
+        return self._send(201, {})
+
+    def _dep_json(self, dep, v13: bool = False) -> dict:
+        d = {
+            "uid": dep.id, "name": "atge", "url": f"{self.server.base_url}/d/{dep.id}",
+            "created": dep.created_ms, "createdAt": dep.created_ms, "state": dep.state(),
+            "readyState": dep.state(), "target": dep.target if dep.target == "production" else None,
+            "meta": {"slowdown": str(dep.slowdown)},
+        }
+        if v13:
+            d["id"] = d.pop("uid")
+        return d
+
+    def _list(self, q: dict) -> dict:
+        st = self.server.state
+        if q.get("projectId") not in (None, st.world.project_id):
+            return {"deployments": [], "pagination": {"count": 0, "next": None, "prev": None}}
+        limit = max(1, min(100, int(q.get("limit", 20))))
+        since = int(q["since"]) if q.get("since") else None
+        until = int(q["until"]) if q.get("until") else None
+        deps = sorted(st.world.deployments, key=lambda d: d.created_ms, reverse=True)
+        rows = [
+            d for d in deps
+            if (since is None or d.created_ms >= since) and (until is None or d.created_ms < until)
+            and (q.get("target") is None or (d.target == q["target"]))
+            and (q.get("state") is None or d.state() in q["state"].split(","))
+        ]
+        page, more = rows[:limit], len(rows) > limit
+        return {
+            "deployments": [self._dep_json(d) for d in page],
+            "pagination": {"count": len(page), "next": page[-1].created_ms if more else None,
+                           "prev": page[0].created_ms if page else None},
+        }
+
+    # -- control -------------------------------------------------------------------------------
+    def _control(self, method: str, path: str) -> None:
+        st = self.server.state
+        if method == "GET" and path == "/_sandbox/status":
+            return self._send(200, st.status())
+        if method == "POST" and path == "/_sandbox/deployments":
+            body = self._body()
+            dep = st.create(
+                target=str(body.get("target", "production")),
+                slowdown=float(body.get("slowdown", 1.0)), errors=float(body.get("errors", 0.0)),
+                build_s=float(body.get("build_s", 0.0)),
+            )
+            return self._send(201, {"id": dep.id, "url": f"{self.server.base_url}/d/{dep.id}",
+                                    "target": dep.target})
+        if method == "POST" and path == "/_sandbox/faults":
+            body = self._body()
+            faults = [(int(f["status"]), {str(k): str(v) for k, v in f.get("headers", {}).items()})
+                      for f in body.get("faults", [])]
+            with st._lock:
+                st.api_faults.extend(faults)
+            return self._send(201, {"queued": len(faults)})
+        return self._send(404, {"error": "NOT_FOUND"})
+
+
+def serve(host: str, port: int, state_path: Path | None, *, scale: float, token: str,
+          noise: float = 0.10) -> SandboxServer:
+    return SandboxServer((host, port), SandboxState(state_path, scale=scale, noise=noise), token)

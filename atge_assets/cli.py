@@ -191,6 +191,8 @@ def cmd_up(args) -> int:
                 VERCEL_TOKEN=env.get("ATGE_SANDBOX_TOKEN") or "sandbox-token",
                 ATGE_LATENCY_SCALE=str(args.scale), ATGE_SANDBOX_URL=sandbox_url,
             )
+            # A local API has no rate limit worth sparing: poll it often.
+            env.setdefault("ATGE_SENSOR_INTERVAL_S", "5")
         elif not env.get("VERCEL_TOKEN") or not env.get("VERCEL_PROJECT_ID"):
             return _die("--no-sandbox needs VERCEL_TOKEN and VERCEL_PROJECT_ID in the environment")
         dev = subprocess.Popen(

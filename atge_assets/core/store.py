@@ -122,6 +122,15 @@ decisions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# Input we could not use (a malformed provider entry, say): kept so nothing is silently dropped.
+rejected = sa.Table(
+    "rejected_inputs", md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 ACCEPTED = ("pass", "improved")
 
 
@@ -345,6 +354,12 @@ class HistoryStore:
             rows = conn.execute(sa.select(decisions).where(
                 decisions.c.deployment_id == deployment_id).order_by(decisions.c.id))
             return [dict(r._mapping) for r in rows]
+
+    def record_rejected(self, source: str, details: Iterable[str]) -> None:
+        rows = [dict(source=source, detail=d[:4000], created_at=time.time()) for d in details]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(rejected.insert(), rows)
 
     def table_rows(self, table: str) -> list[dict]:
         with self.engine.connect() as conn:

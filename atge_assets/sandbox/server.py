@@ -141,8 +141,10 @@ class Handler(BaseHTTPRequestHandler):
         with st._lock:
             fault = st.api_faults.pop(0) if st.api_faults else None
         if fault:
-            status, headers = fault
-            return self._send(status, {"error": {"code": "injected", "message": "fault"}}, headers)
+            status, headers, body = fault
+            if body is None:
+                body = {"error": {"code": "injected", "message": "fault"}}
+            return self._send(status, body, headers)
         pid = st.world.project_id
         if method == "GET" and path == "/v6/deployments":
             return self._send(200, self._list(query))
@@ -221,8 +223,8 @@ class Handler(BaseHTTPRequestHandler):
                                     "target": dep.target})
         if method == "POST" and path == "/_sandbox/faults":
             body = self._body()
-            faults = [(int(f["status"]), {str(k): str(v) for k, v in f.get("headers", {}).items()})
-                      for f in body.get("faults", [])]
+            faults = [(int(f["status"]), {str(k): str(v) for k, v in f.get("headers", {}).items()},
+                       f.get("body")) for f in body.get("faults", [])]
             with st._lock:
                 st.api_faults.extend(faults)
             return self._send(201, {"queued": len(faults)})

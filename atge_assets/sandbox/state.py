@@ -58,8 +58,9 @@ class SandboxState:
         self.tail_p = tail_p
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
-        # API faults to inject, for tests of retries: [(status, headers), ...], consumed in order.
-        self.api_faults: list[tuple[int, dict]] = []
+        # API answers to inject, for tests of retries and bad payloads: [(status, headers, body
+        # or None for an error object), ...], each consumed by the next Vercel API call.
+        self.api_faults: list[tuple[int, dict, object]] = []
         self.world = self._load()
         if not self.world.deployments:
             self.create(target="production")

@@ -21,7 +21,7 @@ from atge_assets.core.providers.base import (
 )
 from atge_assets.defs.deployments.assets import benchmark_job
 from atge_assets.defs.deployments.partitions import deployments_partitions
-from atge_assets.defs.resources import VercelResource
+from atge_assets.defs.resources import HistoryResource, VercelResource
 
 MAX_PENDING = 200
 
@@ -49,7 +49,9 @@ def build_deployment_sensor(interval_s: int = 10, lookback_hours: float = 24.0):
         description="Polls the provider; one partition and one benchmark run per new READY "
         "deployment (run_key = deployment id).",
     )
-    def deployment_sensor(context: dg.SensorEvaluationContext, vercel: VercelResource):
+    def deployment_sensor(
+        context: dg.SensorEvaluationContext, vercel: VercelResource, history: HistoryResource
+    ):
         since, pending = parse_cursor(context.cursor, lookback_hours)
         seen: dict[str, Deployment] = {}
         try:
@@ -72,6 +74,7 @@ def build_deployment_sensor(interval_s: int = 10, lookback_hours: float = 24.0):
             return dg.SkipReason(f"provider error, cursor kept: {exc}")
         for msg in page.malformed:
             context.log.warning(f"skipped a malformed deployment entry: {msg}")
+        history.store().record_rejected("provider.list_deployments", page.malformed)
 
         new: list[Deployment] = []
         still_pending: list[str] = []

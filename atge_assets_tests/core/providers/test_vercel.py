@@ -1,6 +1,5 @@
 import time
 
-import httpx
 import pytest
 
 from atge_assets.core.providers.base import MalformedPayload, ProviderError
@@ -56,7 +55,8 @@ def test_bad_token_is_refused_and_never_echoed(sandbox):
 def test_rate_limit_honours_reset_and_5xx_retries(sandbox):
     slept: list[float] = []
     reset = str(int(time.time()) + 3)
-    sandbox.state.api_faults.extend([(429, {"x-ratelimit-reset": reset}), (503, {}), (502, {})])
+    sandbox.state.api_faults.extend([(429, {"x-ratelimit-reset": reset}, None), (503, {}, None),
+                                     (502, {}, None)])
     with client_for(sandbox, sleep=slept.append) as c:
         assert c.production_deployment_id() == sandbox.state.world.production
     assert len(slept) == 3
@@ -65,7 +65,7 @@ def test_rate_limit_honours_reset_and_5xx_retries(sandbox):
 
 
 def test_gives_up_after_max_attempts(sandbox):
-    sandbox.state.api_faults.extend([(500, {})] * 10)
+    sandbox.state.api_faults.extend([(500, {}, None)] * 10)
     with client_for(sandbox, sleep=lambda s: None, max_attempts=3) as c:
         with pytest.raises(ProviderError, match="gave up after 3"):
             c.rollback(sandbox.state.world.production)
@@ -90,19 +90,25 @@ def test_timeout_is_a_provider_error():
 
 
 def test_malformed_entries_are_reported_not_dropped(sandbox):
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"deployments": [
-            {"uid": "dpl_ok", "url": "atge-ok.vercel.app", "created": 1, "state": "READY"},
-            {"uid": "dpl_bad", "url": 5, "created": 1, "state": "READY"},
-            "not an object",
-            {"uid": "dpl_nocreated", "url": "x.vercel.app", "state": "READY"},
-        ], "pagination": {"next": None}})
-
-    with VercelClient("t", "p", transport=httpx.MockTransport(handler)) as c:
+    sandbox.state.api_faults.append((200, {}, {"deployments": [
+        {"uid": "dpl_ok", "url": "atge-ok.vercel.app", "created": 1, "state": "READY"},
+        {"uid": "dpl_bad", "url": 5, "created": 1, "state": "READY"},
+        "not an object",
+        {"uid": "dpl_nocreated", "url": "x.vercel.app", "state": "READY"},
+    ], "pagination": {"next": None}}))
+    with client_for(sandbox) as c:
         page = c.list_deployments()
     assert [d.id for d in page.deployments] == ["dpl_ok"]
     assert page.deployments[0].url == "https://atge-ok.vercel.app"
     assert len(page.malformed) == 3 and "dpl_bad" in page.malformed[0]
+
+
+@pytest.mark.parametrize("body", [{"nope": 1}, [1, 2], {"deployments": "x"}])
+def test_malformed_page_is_an_error(sandbox, body):
+    sandbox.state.api_faults.append((200, {}, body))
+    with client_for(sandbox) as c:
+        with pytest.raises(MalformedPayload):
+            c.list_deployments()
 
 
 @pytest.mark.parametrize("raw", [None, [], {"uid": ""}, {"uid": "a", "url": "u", "state": 3,

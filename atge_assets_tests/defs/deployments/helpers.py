@@ -16,7 +16,8 @@ def tick(instance, resources, cursor=None):
     """One real sensor evaluation; partitions it requests are added as the daemon would."""
     sensor = build_deployment_sensor(interval_s=1, lookback_hours=1)
     ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                  resources={"vercel": resources["vercel"]})
+                                  resources={"vercel": resources["vercel"],
+                                             "history": resources["history"]})
     result = sensor(ctx)
     if isinstance(result, dg.SensorResult):
         for req in result.dynamic_partitions_requests or []:

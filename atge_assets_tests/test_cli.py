@@ -1,0 +1,51 @@
+"""The `atge` command as a user runs it: a real process against a real sandbox."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def atge(*args, env_url=None, check=True):
+    out = subprocess.run([sys.executable, "-m", "atge_assets.cli", *args], capture_output=True,
+                         text=True, timeout=120)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_sandbox_deploy_and_status(sandbox):
+    url = sandbox.base_url
+    out = json.loads(atge("sandbox", "deploy", "--slowdown", "1.3", "--json", "--url", url).stdout)
+    assert out["id"].startswith("dpl_")
+    pre = json.loads(atge("sandbox", "deploy", "--target", "preview", "--errors", "0.05", "--json",
+                          "--url", url).stdout)
+    st = json.loads(atge("sandbox", "status", "--json", "--url", url).stdout)
+    assert st["production"] == out["id"]
+    assert [d["id"] for d in st["deployments"]][-2:] == [out["id"], pre["id"]]
+    assert st["deployments"][-1]["errors"] == 0.05 and st["rollbacks"] == []
+
+
+def test_sandbox_refuses_bad_input(sandbox):
+    bad = atge("sandbox", "deploy", "--slowdown", "-1", "--url", sandbox.base_url, check=False)
+    assert bad.returncode != 0 and "slowdown must be" in bad.stderr
+    down = atge("sandbox", "status", "--url", "http://127.0.0.1:9", check=False)
+    assert down.returncode != 0 and "cannot reach the sandbox" in down.stderr
+
+
+def test_sandbox_state_survives_restart(tmp_path):
+    from atge_assets.sandbox.state import SandboxState
+
+    a = SandboxState(tmp_path / "s.json")
+    dep = a.create(target="production", slowdown=1.2)
+    a.rollback(a.world.deployments[0].id)
+    b = SandboxState(tmp_path / "s.json")
+    assert b.status()["production"] == a.world.deployments[0].id
+    assert b.get(dep.id).slowdown == 1.2 and len(b.status()["rollbacks"]) == 1
+
+
+@pytest.mark.parametrize("cmd", ["judge", "changepoints"])
+def test_batch_tool_reports_a_missing_file(cmd, tmp_path):
+    out = atge(cmd, "--batch", str(tmp_path / "nope.jsonl"), check=False)
+    assert out.returncode == 2 and "cannot read" in out.stderr

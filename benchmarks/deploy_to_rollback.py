@@ -1,0 +1,58 @@
+"""Seconds from `atge sandbox deploy --slowdown 1.3` to the rollback, with `atge up` defaults.
+
+Starts the whole system in a temporary home, waits until the first production deployment has
+been judged (so a known-good baseline exists), then deploys a 30%-slower production deployment
+TRIALS times and times each until the sandbox records its rollback.
+
+    .venv/bin/python benchmarks/deploy_to_rollback.py [--trials 3]
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from atge_assets import stack
+from atge_assets.core.store import HistoryStore
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--slowdown", type=float, default=1.3)
+    args = ap.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="atge-bench-"))
+    t_start = time.time()
+    s = stack.start(home)
+    seconds = []
+    try:
+        s.wait_for(s.ui_ready, 300)
+        startup = time.time() - t_start
+        first = s.status()["production"]
+        store = HistoryStore(f"sqlite:///{home / 'history.sqlite'}")
+        s.wait_for(lambda: store.decisions_for(first), 300)
+        for i in range(args.trials):
+            before = len(s.status()["rollbacks"])
+            t0 = time.time()
+            dep = s.deploy(slowdown=args.slowdown)
+            s.wait_for(lambda: len(s.status()["rollbacks"]) > before, 300, poll_s=0.2)
+            seconds.append(round(time.time() - t0, 1))
+            print(f"trial {i + 1}: {dep} rolled back after {seconds[-1]} s", file=sys.stderr)
+    finally:
+        s.stop()
+    out = {
+        "trials": len(seconds), "seconds": seconds, "median_s": statistics.median(seconds),
+        "max_s": max(seconds), "goal_s": 60, "startup_s": round(startup, 1),
+        "slowdown": args.slowdown,
+    }
+    print(json.dumps(out))
+    print(f"deploy -> rollback: median {out['median_s']} s, max {out['max_s']} s over "
+          f"{len(seconds)} trials (goal <= 60 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -49,3 +49,25 @@ def test_sandbox_state_survives_restart(tmp_path):
 def test_batch_tool_reports_a_missing_file(cmd, tmp_path):
     out = atge(cmd, "--batch", str(tmp_path / "nope.jsonl"), check=False)
     assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+def test_judge_batch_cli(tmp_path):
+    import random
+
+    rng = random.Random(3)
+    base = [100 * rng.lognormvariate(0, 0.05) for _ in range(20)]
+    lines = [
+        {"id": "same", "baseline": base, "candidate": [x * rng.lognormvariate(0, 0.05)
+                                                       for x in base]},
+        {"id": "slow", "baseline": base, "candidate": [x * 1.3 for x in base], "threshold": 0.1},
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken\n")
+    out = atge("judge", "--batch", str(src), check=False)
+    assert out.returncode == 1 and "1 malformed" in out.stderr
+    res = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [r["id"] for r in res[:2]] == ["same", "slow"]
+    assert res[0]["verdict"] == "pass" and res[0]["rollback"] is False
+    assert res[1]["verdict"] == "regressed" and res[1]["rollback"] is True
+    assert abs(res[1]["change"] - 0.3) < 0.02
+    assert res[2]["error"] and res[2]["rollback"] is False

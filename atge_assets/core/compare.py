@@ -27,13 +27,23 @@ def summarize(values: Samples) -> dict:
     return out
 
 
-def build_baseline(suite: Suite, earlier: Sequence[tuple[str, dict[str, list]]]) -> dict[str, dict]:
-    """Per metric: the pooled samples of earlier accepted deployments, else the plan's static value.
+def build_baseline(
+    suite: Suite,
+    earlier: Sequence[tuple[str, dict[str, list]]],
+    reference: tuple[str, dict[str, list]] | None = None,
+) -> dict[str, dict]:
+    """Per metric, the samples the candidate is judged against, and where they came from.
 
-    `earlier` is [(deployment id, {metric: samples})], newest first.
+    First choice: the production deployment measured in alternation in the same run (drift
+    cancels). Else the pooled samples of `earlier` accepted deployments ([(id, {metric: samples})],
+    newest first). Else, on a cold start, the plan's static value.
     """
     out: dict[str, dict] = {}
     for spec in suite.metrics:
+        if reference and any(v is not None for v in reference[1].get(spec.name, [])):
+            out[spec.name] = {"source": f"interleaved:{reference[0]}",
+                              "samples": list(reference[1][spec.name])}
+            continue
         pooled: list[float | None] = []
         used: list[str] = []
         for dep_id, per_metric in earlier:
@@ -41,7 +51,7 @@ def build_baseline(suite: Suite, earlier: Sequence[tuple[str, dict[str, list]]])
                 pooled.extend(per_metric[spec.name])
                 used.append(dep_id)
         if any(v is not None for v in pooled):
-            out[spec.name] = {"source": "deployments:" + ",".join(used), "samples": pooled}
+            out[spec.name] = {"source": "history:" + ",".join(used), "samples": pooled}
         else:
             static = suite.static_baseline_ms(spec.name)
             # A constant sample set lets the same judge compare against a fixed target.
@@ -49,12 +59,16 @@ def build_baseline(suite: Suite, earlier: Sequence[tuple[str, dict[str, list]]])
     return out
 
 
-def compare(suite: Suite, baseline: dict[str, dict], candidate: dict[str, Samples]) -> list[dict]:
+def compare(suite: Suite, baseline: dict[str, dict], candidate: dict[str, Samples],
+            look: int = 1) -> list[dict]:
+    """Judge every metric. `look` counts the comparisons of this deployment so far (1 = first),
+    so the judge can spend less alpha on each re-measurement and the total false-alarm rate of
+    the sequential re-measuring stays bounded."""
     rows = []
     for spec in suite.metrics:
         base = baseline.get(spec.name, {"source": "missing", "samples": []})
         cand = candidate.get(spec.name, [])
-        v = judge_mod.judge(base["samples"], cand, spec.threshold)
+        v = judge_mod.judge(base["samples"], cand, spec.threshold, look=look)
         rows.append({
             "metric": spec.name,
             "verdict": v.verdict,

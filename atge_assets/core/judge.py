@@ -1,29 +1,33 @@
 """The regression judge: baseline samples and candidate samples in, a verdict with its reasons out.
 
-Numpy only (no Dagster, no pandas, no scipy), so `atge judge --batch` starts fast and runs
-thousands of comparisons a second. A sample is a latency in milliseconds, or ``None`` for a request
-that failed (error status or timeout); NaN and infinity count as failures too, since that is how
-pandas and some clients spell "no latency".
+Numpy only (no Dagster, pandas or scipy), so `atge judge --batch` starts fast and does thousands of
+comparisons a second. One call judges one metric. A sample is a latency in milliseconds, or
+``None`` for a request that failed (error status or timeout); NaN and infinity count as failures
+too, since that is how pandas and some clients spell "no latency".
 
-The rule, in two sentences. Latency regressed when the Hodges-Lehmann estimate of the slowdown
-(median of all candidate/baseline log-ratios) is beyond the threshold AND a one-sided Mann-Whitney
-test says the candidate is slower with p < alpha (0.001); errors regressed when the candidate's
-failure rate is above the baseline's by more than a margin AND a one-sided Fisher exact test says so
-with p < 0.01. Either one is a rollback; a slowdown that might be real but lacks the evidence is
-``inconclusive`` (the graph measures more and asks again, it never rolls back on it).
+The rule. Latency regressed when the Hodges-Lehmann estimate of the change (median of all
+candidate/baseline log-ratios) is beyond the threshold AND a one-sided Mann-Whitney test says the
+candidate is slower with p < alpha (0.001). Errors regressed when the candidate's failure rate is
+above the baseline's by more than a margin (2 points) AND a one-sided Fisher exact test says so with
+p < 0.01. Either is a rollback. Evidence that falls short (estimate past half the threshold with
+the CI reaching past it, or a suggestive rise in failures) is ``inconclusive``: the graph measures
+more and calls again with ``look=2``; it never rolls back on inconclusive.
 
-Why these pieces (asv and Kayenta use the same two: a rank test plus a factor/tolerance on a
+Why these pieces (asv and Kayenta use the same two: a rank test plus a factor or tolerance on a
 robust shift estimate):
 - Ranks and the median of pairwise log-ratios ignore how far an outlier is, so a GC pause or a
-  cold start moves the estimate by at most one rank; with a cache hit/miss mixture the same-mode
-  pairs dominate the median, so a slowdown of both modes is estimated as that slowdown.
+  cold start moves the estimate by at most one rank. With a cache hit/miss mixture the same-mode
+  pairs decide the median, so a slowdown of both modes is estimated as that slowdown, and a
+  chance imbalance of misses (which wrecks a mean) is not. The flip side: the estimate is of the
+  typical latency, so a higher miss ratio counts only once it moves the typical pair.
 - Logs make the change a ratio (what "10% slower" means) and make ms and seconds judge alike.
-- The confidence interval is the distribution-free one from Mann-Whitney critical values (an
-  order statistic of the pairwise differences): analytic, so no bootstrap per comparison.
-- alpha is small on purpose. With 20 samples at 10% noise, a true +15% and a true +5% are only
-  ~3 standard errors apart, so the point estimate must be what crosses the threshold (a CI bound
-  would miss most +15%s); the small alpha is what stops a noisy small sample whose estimate
-  happens to land past the threshold from rolling back (benchmarks/judge_accuracy.py).
+- The confidence interval is the distribution-free one from Mann-Whitney critical values (an order
+  statistic of the pairwise differences): analytic, so no bootstrap per comparison.
+- The point estimate, not a CI bound, must cross the threshold: with 20 samples at 10% noise a
+  true +15% and a true +5% are only ~3 standard errors apart, and requiring the CI's lower bound
+  past 10% would miss most +15%s. The small alpha is what keeps a noisy small sample, whose
+  estimate lands past the threshold by luck, from rolling back. benchmarks/judge_accuracy.py
+  measures the trade-off.
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ def _plain(value):
 def _latencies(samples: Sequence[float | None], side: str) -> tuple[np.ndarray, int]:
     """Log latencies of the successful samples, and the number of failed ones."""
     if isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable):
-        raise ValueError(f"{side}: expected a list of latencies in ms, got {type(samples).__name__}")
+        raise ValueError(f"{side}: expected a list of latencies, got {type(samples).__name__}")
     samples = list(samples)
     # Plain JSON numbers skip the per-item check, which would cost more than the statistics.
     if not set(map(type, samples)) <= {float, int, type(None)}:
@@ -117,7 +121,7 @@ def _latencies(samples: Sequence[float | None], side: str) -> tuple[np.ndarray, 
                 not isinstance(s, numbers.Real) or isinstance(s, (bool, np.bool_))
             ):
                 raise ValueError(f"{side}: {s!r} is neither a latency in ms nor null")
-    values = np.array(samples, dtype=float).reshape(-1)  # None becomes NaN: a failure
+    values = np.array(samples, dtype=float)  # None becomes NaN: a failure
     ok = values[np.isfinite(values)]
     if (ok < 0).any():
         raise ValueError(f"{side}: negative latency {float(ok[ok < 0][0])!r}")
@@ -219,13 +223,14 @@ def _errors(b_fail, b_total, c_fail, c_total, error_alpha, error_margin):
     if not (b_total and c_total and c_rate > b_rate):
         return False, False, None, (f"errors: {counts}: no worse" if b_fail or c_fail else None)
     p = _fisher_worse(c_fail, c_total, b_fail, b_total)
-    line = f"errors: {counts}; Fisher exact p={p:.3g}"
-    worse = c_rate - b_rate > error_margin
-    if worse and p < error_alpha:
-        return True, False, p, f"{line}: significantly more failures (> {error_margin:.0%} more)"
-    if worse and p < ERROR_SUGGESTIVE:
+    rise = c_rate - b_rate
+    line = (f"errors: {counts}; up {rise * 100:.3g} points (margin {error_margin * 100:g}); "
+            f"Fisher exact p={p:.3g}")
+    if rise > error_margin and p < error_alpha:
+        return True, False, p, f"{line} < {error_alpha:g}: significantly more failures"
+    if rise > error_margin and p < ERROR_SUGGESTIVE:
         return False, True, p, f"{line}: more failures, not yet significant at p < {error_alpha:g}"
-    return False, False, p, f"{line}: no significant rise beyond the {error_margin:.0%} margin"
+    return False, False, p, f"{line}: not a significant rise beyond the margin"
 
 
 def judge(
@@ -237,8 +242,14 @@ def judge(
     confidence: float = CONFIDENCE,
     error_alpha: float = ERROR_ALPHA,
     error_margin: float = ERROR_MARGIN,
+    look: int = 1,
 ) -> Verdict:
     """Compare candidate latencies with baseline latencies (ms, None for a failed request).
+
+    `look` is 1 for a deployment's first comparison, 2 after the first re-measure (called with all
+    samples so far), and so on. Each look halves alpha and error_alpha, so however often an
+    inconclusive deployment is measured again, the tests' false alarms summed over all the looks
+    stay under twice the first look's.
 
     Raises ValueError for input that is not latencies (strings, booleans, negative numbers) or for
     a threshold that is not a positive number.
@@ -249,7 +260,10 @@ def judge(
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
     if not (0 < alpha < 1 and 0 < confidence < 1 and 0 < error_alpha < 1 and error_margin >= 0):
         raise ValueError("alpha, confidence and error_alpha must be in (0, 1), error_margin >= 0")
+    if isinstance(look, bool) or not isinstance(look, int) or look < 1:
+        raise ValueError(f"look must be 1, 2, ..., got {look!r}")
     threshold = float(threshold)
+    alpha, error_alpha = alpha / 2 ** (look - 1), error_alpha / 2 ** (look - 1)
     lb, b_fail = _latencies(baseline, "baseline")
     lc, c_fail = _latencies(candidate, "candidate")
     m, n = len(lb), len(lc)
@@ -287,31 +301,34 @@ def judge(
         + (f" (thinned to {MAX_SAMPLES} a side)" if max(m, n) > MAX_SAMPLES else "")
         + f"; noise ±{result['noise']:.0%} baseline, ±{result['candidate_noise']:.0%} candidate"
     )
-    # Symmetric in log space, like asv's factor: 10% slower, or 1/1.1 of the time when faster.
+    # Symmetric in log space, like asv's factor: slower means over 1.1x the time, improved means
+    # under 1/1.1 of it.
     limit = math.log1p(threshold)
     slower = shift > limit and p_slower < alpha
     faster = shift < -limit and p_faster < alpha
     # "Might be a regression": the estimate is past half the threshold and the CI reaches past the
-    # threshold. Measuring again settles it; a pass here would let through ~1 in 10 real +15%s.
+    # threshold. Measuring again settles it; passing it would let real regressions through whenever
+    # their estimate lands a little low (with 20 samples at 10% noise, 1 real +15% in 10).
     maybe_slower = change > threshold / 2 and ci_high > threshold
 
     if errors_regressed or slower:
         verdict, why = REGRESSED, " and ".join(
             (["more failures than baseline"] if errors_regressed else [])
-            + ([f"{_pct(change)} slower, beyond the {threshold:.0%} threshold, "
+            + ([f"{_pct(change)} slower, beyond the {threshold * 100:g}% threshold, "
                 f"p={p_slower:.2g} < {alpha:g}"] if slower else []))
     elif errors_unsure:
         verdict, why = INCONCLUSIVE, "more failures than baseline, not yet significant"
     elif maybe_slower:
         verdict, why = INCONCLUSIVE, (
-            f"{_pct(change)} with CI up to {_pct(ci_high)} might be beyond the {threshold:.0%} "
-            f"threshold" + (f", but p={p_slower:.2g} is not < {alpha:g}" if shift > limit else ""))
+            f"{_pct(change)} with CI up to {_pct(ci_high)} might be beyond the "
+            f"{threshold * 100:g}% threshold"
+            + (f", but p={p_slower:.2g} is not < {alpha:g}" if shift > limit else ""))
     elif faster:
         verdict, why = IMPROVED, f"{_pct(change)}, faster beyond the threshold, p={p_faster:.2g}"
     elif shift < -limit:
         verdict, why = PASS, f"{_pct(change)} but not significant (p={p_faster:.2g})"
     else:
-        verdict, why = PASS, f"{_pct(change)} is within the {threshold:.0%} threshold"
+        verdict, why = PASS, f"{_pct(change)} is within the {threshold * 100:g}% threshold"
     reasons.insert(0, f"{verdict}: {why}")
     tests.insert(0, "mann-whitney")
     return Verdict(verdict, change, ci_low, ci_high, p_slower, "+".join(tests), reasons=reasons,
@@ -347,10 +364,11 @@ def run_batch(lines: Iterable[str], out: TextIO) -> int:
             text = json.dumps(result, allow_nan=False)
         except Exception as exc:  # one bad line must not cost the rest of the batch
             errors += 1
-            msg = f"line {number}: {type(exc).__name__}: {exc}"
-            # An unhashable or unserialisable id would break the error line too.
-            safe_id = row_id if isinstance(row_id, (str, int, float, type(None))) else str(row_id)
-            text = json.dumps({"id": _plain(safe_id), "error": msg, "verdict": None,
-                               "rollback": False})
+            failed = {"id": row_id, "error": f"line {number}: {type(exc).__name__}: {exc}",
+                      "verdict": None, "rollback": False}
+            try:
+                text = json.dumps(failed, allow_nan=False)
+            except ValueError:  # the id itself holds a NaN: keep the line strict JSON
+                text = json.dumps({**failed, "id": str(row_id)})
         out.write(text + "\n")
     return errors

@@ -37,6 +37,8 @@ measurements = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("deployment_id", sa.String(128), nullable=False, index=True),
     sa.Column("run_id", sa.String(64), nullable=False),
+    # The production deployment measured in alternation with this one, if any.
+    sa.Column("reference_id", sa.String(128)),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
 )
@@ -47,7 +49,7 @@ samples = sa.Table(
     sa.Column("measurement_id", sa.Integer, sa.ForeignKey("measurements.id"), nullable=False,
               index=True),
     sa.Column("deployment_id", sa.String(128), nullable=False, index=True),
-    sa.Column("target", sa.String(32), nullable=False),  # whose samples: candidate or baseline
+    sa.Column("target", sa.String(32), nullable=False),  # whose samples: candidate or reference
     sa.Column("metric", sa.String(64), nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("ok", sa.Boolean, nullable=False),
@@ -211,12 +213,12 @@ class HistoryStore:
 
     # -- measurements ----------------------------------------------------------------------------
     def record_measurement(self, deployment_id: str, run_id: str, rows: Sequence[dict],
-                           started_at: float) -> int:
+                           started_at: float, reference_id: str | None = None) -> int:
         """Write one measurement and all its samples in one transaction: all or nothing."""
         with self.engine.begin() as conn:
             mid = conn.execute(measurements.insert().values(
                 deployment_id=deployment_id, run_id=run_id, started_at=started_at,
-                finished_at=time.time(),
+                finished_at=time.time(), reference_id=reference_id,
             )).inserted_primary_key[0]
             self._insert_samples(conn, mid, deployment_id, rows)
         return mid
@@ -244,6 +246,14 @@ class HistoryStore:
                      phases=json.dumps(r.get("phases") or {}), started_at=r["started_at"])
                 for r in rows
             ])
+
+    def latest_reference(self, deployment_id: str) -> str | None:
+        """The reference deployment of the latest measurement (None: measured alone)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(measurements.c.reference_id)
+                .where(measurements.c.deployment_id == deployment_id)
+                .order_by(measurements.c.id.desc()).limit(1)).scalar()
 
     def latest_samples(self, deployment_id: str, target: str = "candidate"
                        ) -> dict[str, list[float | None]]:

@@ -120,32 +120,42 @@ def time_request(client: httpx.Client, base_url: str, spec: MetricSpec, seq: int
     )
 
 
+CANDIDATE = "candidate"
+REFERENCE = "reference"
+
+
 def measure(
     base_url: str,
     suite: Suite,
     *,
+    reference_url: str | None = None,
     client: httpx.Client | None = None,
     on_sample: Callable[[Sample], None] | None = None,
-    target: str = "candidate",
     seq_start: int = 0,
 ) -> list[Sample]:
-    """Time each metric of the suite against one deployment: warm-up discarded, then N samples.
+    """Time each metric of the suite: warm-up discarded, then N samples per deployment.
 
+    With `reference_url` (the production deployment to compare with), the two are measured in
+    alternation within the same run, A B B A A B ..., so drift in the network, the machine or the
+    provider hits both alike and the order of a pair never favours one side.
     `seq_start` numbers the samples of a later round after those already taken.
     """
+    targets = [(CANDIDATE, base_url)] + ([(REFERENCE, reference_url)] if reference_url else [])
     own = client is None
     client = client or httpx.Client(headers={"user-agent": "atge-benchmark/0.1"})
     samples: list[Sample] = []
     try:
         for spec in suite.metrics:
             for i in range(suite.warmup):
-                time_request(client, base_url, spec, -1 - i)
+                for _, url in targets:
+                    time_request(client, url, spec, -1 - i)
             for i in range(seq_start, seq_start + suite.samples):
-                s = time_request(client, base_url, spec, i)
-                s.target = target
-                samples.append(s)
-                if on_sample:
-                    on_sample(s)
+                for name, url in (targets if i % 2 == 0 else targets[::-1]):
+                    s = time_request(client, url, spec, i)
+                    s.target = name
+                    samples.append(s)
+                    if on_sample:
+                        on_sample(s)
     finally:
         if own:
             client.close()

@@ -13,7 +13,14 @@ import dagster as dg
 from atge_assets.core import compare as cmp
 from atge_assets.core import judge as judge_mod
 from atge_assets.core.providers.base import READY, Deployment, MalformedPayload, ProviderError
-from atge_assets.core.timing import HostNotAllowed, Sample, check_url, measure
+from atge_assets.core.timing import (
+    CANDIDATE,
+    REFERENCE,
+    HostNotAllowed,
+    Sample,
+    check_url,
+    measure,
+)
 from atge_assets.defs.deployments.partitions import deployments_partitions
 from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.defs.resources import HistoryResource, VercelResource
@@ -25,15 +32,12 @@ def _fmt(x, pattern="{:.1f}") -> str:
     return "–" if x is None else pattern.format(x)
 
 
-def _benchmarkable(context, vercel: VercelResource, benchmark: BenchmarkResource, store) -> Deployment:
-    """The partition's deployment, READY and on an allowed host, or a Failure that says why."""
-    dep_id = context.partition_key
-    with vercel.client() as client:
-        try:
-            dep = client.get_deployment(dep_id)
-        except (ProviderError, MalformedPayload) as exc:
-            raise dg.Failure(f"could not read deployment {dep_id} from the provider: {exc}") from exc
-        allowed = client.allowed_hosts() + list(benchmark.allowed_hosts)
+def _resolve(context, client, allowed: list[str], store, dep_id: str) -> Deployment:
+    """The deployment, READY and on an allowed host, or a Failure that says why."""
+    try:
+        dep = client.get_deployment(dep_id)
+    except (ProviderError, MalformedPayload) as exc:
+        raise dg.Failure(f"could not read deployment {dep_id} from the provider: {exc}") from exc
     store.upsert_deployment(dep)
     if dep.state != READY:
         raise dg.Failure(f"deployment {dep_id} is {dep.state}, not READY: nothing to benchmark")
@@ -43,6 +47,35 @@ def _benchmarkable(context, vercel: VercelResource, benchmark: BenchmarkResource
         store.record_decision(dep_id, context.run_id, "refused", f"not benchmarked: {exc}")
         raise dg.Failure(f"deployment {dep_id} not benchmarked: {exc}") from exc
     return dep
+
+
+def _targets(context, vercel: VercelResource, benchmark: BenchmarkResource, store,
+             reference_id: str | None = None, find_reference: bool = True
+             ) -> tuple[Deployment, Deployment | None]:
+    """The candidate and the production deployment to measure beside it, if there is one.
+
+    The reference is what is live now, or, when the candidate itself is live, the last
+    known-good production deployment (its URL still serves it). Without one, history decides.
+    """
+    with vercel.client() as client:
+        allowed = client.allowed_hosts() + list(benchmark.allowed_hosts)
+        dep = _resolve(context, client, allowed, store, context.partition_key)
+        if reference_id is None and find_reference:
+            live = client.production_deployment_id()
+            if live and live != dep.id:
+                reference_id = live
+            else:
+                row = store.deployment(dep.id)
+                good = store.known_good_production(row.created_ms, 1) if row else []
+                reference_id = good[0].id if good else None
+        if reference_id is None:
+            return dep, None
+        try:
+            return dep, _resolve(context, client, allowed, store, reference_id)
+        except dg.Failure as exc:
+            context.log.warning(f"no interleaved reference ({exc.description}); "
+                                "judging against history")
+            return dep, None
 
 
 @dg.asset(
@@ -61,38 +94,48 @@ def benchmark_timings(
     dep_id = context.partition_key
     suite = benchmark.suite()
     store = history.store()
-    dep = _benchmarkable(context, vercel, benchmark, store)
-    context.log.info(f"benchmarking {dep_id} ({dep.target}) at {dep.url}: {len(suite.metrics)} "
-                     f"metrics x {suite.samples} samples after {suite.warmup} warm-up")
+    dep, ref = _targets(context, vercel, benchmark, store)
+    context.log.info(
+        f"benchmarking {dep_id} ({dep.target}) at {dep.url}: {len(suite.metrics)} metrics x "
+        f"{suite.samples} samples after {suite.warmup} warm-up"
+        + (f", interleaved with production {ref.id}" if ref else ", alone (no reference)"))
     started = time.time()
     done: dict[str, list[Sample]] = {}
 
     def progress(s: Sample) -> None:
+        if s.target != CANDIDATE:
+            return
         done.setdefault(s.metric, []).append(s)
         if len(done[s.metric]) == suite.samples:
             summary = cmp.summarize([x.value_ms for x in done[s.metric]])
             context.log.info(f"{s.metric}: p50 {_fmt(summary['p50'])} ms, "
                              f"{summary['errors']} failed of {summary['n']}")
 
-    samples = measure(dep.url, suite, on_sample=progress)
-    store.record_measurement(dep_id, context.run_id, [s.as_dict() for s in samples], started)
+    samples = measure(dep.url, suite, reference_url=ref.url if ref else None, on_sample=progress)
+    store.record_measurement(dep_id, context.run_id, [s.as_dict() for s in samples], started,
+                             reference_id=ref.id if ref else None)
 
-    rows, summaries = [], {}
+    rows = []
     for spec in suite.metrics:
-        values = [s.value_ms for s in samples if s.metric == spec.name]
-        summ = summaries[spec.name] = cmp.summarize(values)
-        rows.append(dg.TableRecord({
-            "metric": spec.name, "samples": summ["n"], "failed": summ["errors"],
-            "p50_ms": summ["p50"], "p95_ms": summ["p95"], "mean_ms": summ["mean"],
-            "min_ms": summ["min"], "max_ms": summ["max"],
-        }))
+        for who in (CANDIDATE, REFERENCE):
+            values = [s.value_ms for s in samples if s.metric == spec.name and s.target == who]
+            if not values:
+                continue
+            summ = cmp.summarize(values)
+            rows.append(dg.TableRecord({
+                "metric": spec.name, "deployment": dep_id if who == CANDIDATE else ref.id,
+                "role": who, "samples": summ["n"], "failed": summ["errors"],
+                "p50_ms": summ["p50"], "p95_ms": summ["p95"], "mean_ms": summ["mean"],
+                "min_ms": summ["min"], "max_ms": summ["max"],
+            }))
     errors = sorted({s.error for s in samples if s.error})
     return dg.MaterializeResult(metadata={
         "deployment": dep_id,
+        "reference": ref.id if ref else "",
         "target": dep.target,
         "url": dg.MetadataValue.url(dep.url),
-        "samples": len(samples),
-        "failed_samples": sum(1 for s in samples if not s.ok),
+        "samples": sum(1 for s in samples if s.target == CANDIDATE),
+        "failed_samples": sum(1 for s in samples if not s.ok and s.target == CANDIDATE),
         "timings": dg.MetadataValue.table(rows, schema=_TIMINGS_SCHEMA),
         "errors_seen": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors) or "none"),
         "seconds": round(time.time() - started, 2),
@@ -100,7 +143,8 @@ def benchmark_timings(
 
 
 _TIMINGS_SCHEMA = dg.TableSchema(columns=[
-    dg.TableColumn("metric", "string"), dg.TableColumn("samples", "int"),
+    dg.TableColumn("metric", "string"), dg.TableColumn("deployment", "string"),
+    dg.TableColumn("role", "string"), dg.TableColumn("samples", "int"),
     dg.TableColumn("failed", "int"), dg.TableColumn("p50_ms", "float"),
     dg.TableColumn("p95_ms", "float"), dg.TableColumn("mean_ms", "float"),
     dg.TableColumn("min_ms", "float"), dg.TableColumn("max_ms", "float"),
@@ -112,8 +156,9 @@ _TIMINGS_SCHEMA = dg.TableSchema(columns=[
     group_name=GROUP,
     deps=[benchmark_timings],
     kinds={"python"},
-    description="Per metric, the samples to compare against: earlier accepted production "
-    "deployments, or the plan's static values on a cold start.",
+    description="Per metric, the samples to compare against: the production deployment measured "
+    "in alternation in the same run; else earlier accepted production deployments; else the "
+    "plan's static values (cold start). History is shown beside it as context.",
 )
 def baseline(
     context: dg.AssetExecutionContext, history: HistoryResource, benchmark: BenchmarkResource
@@ -126,22 +171,31 @@ def baseline(
         raise dg.Failure(f"deployment {dep_id} has no timings yet: materialize benchmark_timings")
     good = store.known_good_production(dep.created_ms, benchmark.baseline_deployments)
     earlier = [(g.id, store.latest_samples(g.id)) for g in good]
-    per_metric = cmp.build_baseline(suite, earlier)
+    ref_id = store.latest_reference(dep_id)
+    reference = (ref_id, store.latest_samples(dep_id, REFERENCE)) if ref_id else None
+    per_metric = cmp.build_baseline(suite, earlier, reference)
+    context_only = cmp.build_baseline(suite, earlier)  # what history alone would say
     store.record_baseline(dep_id, context.run_id, per_metric)
     rows = []
     for metric, b in per_metric.items():
         s = cmp.summarize(b["samples"])
-        rows.append(dg.TableRecord({"metric": metric, "source": b["source"], "samples": s["n"],
-                                    "p50_ms": s["p50"], "p95_ms": s["p95"]}))
+        h = context_only[metric]
+        rows.append(dg.TableRecord({
+            "metric": metric, "source": b["source"], "samples": s["n"], "p50_ms": s["p50"],
+            "p95_ms": s["p95"], "history_source": h["source"],
+            "history_p50_ms": cmp.summarize(h["samples"])["p50"],
+        }))
     sources = sorted({b["source"] for b in per_metric.values()})
     context.log.info(f"baseline for {dep_id}: {', '.join(sources)}")
     return dg.MaterializeResult(metadata={
         "source": ", ".join(sources),
-        "cold_start": not good,
+        "cold_start": not good and not ref_id,
+        "interleaved_with": ref_id or "",
         "baseline": dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=[
             dg.TableColumn("metric", "string"), dg.TableColumn("source", "string"),
             dg.TableColumn("samples", "int"), dg.TableColumn("p50_ms", "float"),
-            dg.TableColumn("p95_ms", "float"),
+            dg.TableColumn("p95_ms", "float"), dg.TableColumn("history_source", "string"),
+            dg.TableColumn("history_p50_ms", "float"),
         ])),
     })
 
@@ -168,9 +222,9 @@ def baseline_comparison(
     if not base or not cand:
         raise dg.Failure(f"deployment {dep_id}: baseline or timings missing; materialize them first")
     rounds: list[dict] = []
-    dep = None
+    dep = ref = None
     while True:
-        rows = cmp.compare(suite, base, cand)
+        rows = cmp.compare(suite, base, cand, look=len(rounds) + 1)
         unsure = [r["metric"] for r in rows if r["verdict"] == judge_mod.INCONCLUSIVE]
         n = min(len(cand.get(m, [])) for m in unsure) if unsure else 0
         rounds.append({"round": len(rounds) + 1, "samples": max(map(len, cand.values())),
@@ -180,12 +234,21 @@ def baseline_comparison(
         # Inconclusive never decides by itself: measure those metrics again, then judge again.
         context.log.info(f"round {len(rounds)}: {unsure} inconclusive at {n} samples; "
                          f"measuring {suite.samples} more")
-        dep = dep or _benchmarkable(context, vercel, benchmark, store)
+        if dep is None:
+            ref_id = store.latest_reference(dep_id)
+            dep, ref = _targets(context, vercel, benchmark, store, ref_id, find_reference=False)
+            if ref_id and ref is None:
+                context.log.warning("the reference is gone; cannot re-measure in alternation")
+                break
         more = measure(dep.url, dataclasses.replace(
             suite, metrics=tuple(m for m in suite.metrics if m.name in unsure), warmup=0),
-            seq_start=n)
+            reference_url=ref.url if ref else None, seq_start=n)
         store.add_samples(dep_id, [x.as_dict() for x in more])
         cand = store.latest_samples(dep_id)
+        if ref:
+            fresh = store.latest_samples(dep_id, REFERENCE)
+            base = {m: ({"source": b["source"], "samples": fresh[m]} if m in fresh else b)
+                    for m, b in base.items()}
     overall = cmp.overall_verdict(rows)
     store.record_comparison(dep_id, context.run_id, rows, overall)
     lines = [f"**{dep_id}: {overall}**", ""]

@@ -19,7 +19,7 @@ def test_slow_production_deployment_is_rolled_back_and_healthy_one_kept(
 
     healthy = sandbox.state.create(target="production").id
     r1 = run_deployment(instance, resources, healthy)
-    assert metadata(r1, "baseline")["source"] == f"deployments:{first}"
+    assert metadata(r1, "baseline")["source"] == f"interleaved:{first}"
     assert metadata(r1, "baseline_comparison")["verdict"] in ("pass", "improved")
     assert metadata(r1, "rollback")["decision"] == "kept"
     assert sandbox.state.world.production == healthy

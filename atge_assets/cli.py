@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -155,14 +154,18 @@ def _stop(proc: subprocess.Popen, name: str, grace_s: float = 20.0) -> None:
 
 
 def cmd_up(args) -> int:
-    from atge_assets.settings import atge_home
+    from atge_assets.settings import atge_home, instance_yaml
 
     root = _project_root()
     home = atge_home()
+    own_home = not os.environ.get("DAGSTER_HOME")
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
-    if not (dagster_home / "dagster.yaml").exists() or args.reset_instance_config:
-        shutil.copy(root / "dagster.yaml", dagster_home / "dagster.yaml")
+    target = dagster_home / "dagster.yaml"
+    # Our own home follows the project's dagster.yaml; a DAGSTER_HOME you chose keeps your file.
+    if own_home or not target.exists() or args.reset_instance_config:
+        target.write_text(instance_yaml((root / "dagster.yaml").read_text()))
+    storage = "Postgres" if os.environ.get("ATGE_DATABASE_URL") else "SQLite"
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home), ATGE_HOME=str(home))
     bindir = Path(sys.executable).parent
     procs: list[tuple[str, subprocess.Popen]] = []
@@ -201,8 +204,8 @@ def cmd_up(args) -> int:
             env=env, cwd=root, start_new_session=True,
         )
         procs.append(("dagster", dev))
-        print(f"atge: Dagster UI on http://{args.host}:{args.port}  (DAGSTER_HOME={dagster_home})",
-              file=sys.stderr, flush=True)
+        print(f"atge: Dagster UI on http://{args.host}:{args.port}  (DAGSTER_HOME={dagster_home}, "
+              f"{storage} storage)", file=sys.stderr, flush=True)
         while not stopping:
             for name, p in procs:
                 if p.poll() is not None:
@@ -229,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-sandbox", action="store_true",
                     help="watch the real Vercel project in VERCEL_PROJECT_ID instead")
     up.add_argument("--reset-instance-config", action="store_true",
-                    help="copy dagster.yaml into DAGSTER_HOME even if one is there")
+                    help="rewrite $DAGSTER_HOME/dagster.yaml from the project's even if you set "
+                    "DAGSTER_HOME and it has one")
     up.set_defaults(func=cmd_up)
 
     sb = sub.add_parser("sandbox", help="the simulated ATGE and Vercel API").add_subparsers(

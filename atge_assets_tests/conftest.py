@@ -1,5 +1,6 @@
 """Real parts for tests: the sandbox on a loopback port, a SQLite history file, a Dagster instance."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -59,4 +60,62 @@ def resources(sandbox, history_url):
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("ATGE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def fresh_pg_database():
+    """A new Postgres database, dropped afterwards.
+
+    Without a server the test skips with the reason, except under CI (CI=true), where a missing
+    server is a failure: CI must never pass by skipping what it was asked to run.
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"atge_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        reason = f"no Postgres server at {PG_ADMIN_URL.split('@')[-1]}: {exc.orig}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI needs the Postgres server: {reason}")
+        pytest.skip(reason)
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """One fresh database for the whole test session."""
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request, tmp_path):
+    """The history store on each backend it supports; Postgres tables are emptied per test."""
+    if request.param == "sqlite":
+        s = HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite'}")
+    else:
+        import sqlalchemy as sa
+
+        s = HistoryStore(request.getfixturevalue("pg_server_url"))
+        from atge_assets.core import store as store_mod
+
+        with s.engine.begin() as conn:
+            for table in reversed(store_mod.md.sorted_tables):
+                conn.execute(sa.text(f"DELETE FROM {table.name}"))
+    yield s
+    s.dispose()
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")

@@ -1,36 +1,57 @@
 """The whole system as a user starts it: `atge up` (sandbox, webserver, daemon), nothing mocked.
 
 The sensor fires by itself, the run is queued and launched by the daemon, and the sandbox's
-rollback endpoint is called by the rollback asset.
+rollback endpoint is called by the rollback asset. Once on the embedded SQLite default, once with
+the one switch (ATGE_DATABASE_URL) that puts Dagster and the history on the Postgres server.
 """
+
+import contextlib
 
 import pytest
 
 from atge_assets import stack
+from atge_assets.core.store import HistoryStore
+from atge_assets_tests.conftest import fresh_pg_database
 
 
 @pytest.mark.slow
-def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path):
-    s = stack.start(tmp_path / "home")
-    try:
-        s.wait_for(s.ui_ready, 180)
-        first = s.status()["production"]
-        slow = s.deploy(slowdown=1.3)
-        healthy_preview = s.deploy(target="preview")
-        event = s.wait_for(lambda: s.status()["rollbacks"], 240)
-        assert event == [dict(event[0], **{"from": slow, "to": first})]
-        assert s.status()["production"] == first
-        # The healthy preview is benchmarked too, and nothing else is rolled back.
-        db = tmp_path / "home" / "history.sqlite"
-        from atge_assets.core.store import HistoryStore
+@pytest.mark.parametrize("storage", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
+    with contextlib.ExitStack() as cleanup:
+        env, history_url = {}, f"sqlite:///{tmp_path / 'home' / 'history.sqlite'}"
+        if storage == "postgres":
+            history_url = env["ATGE_DATABASE_URL"] = cleanup.enter_context(fresh_pg_database())
+        s = stack.start(tmp_path / "home", extra_env=env)
+        try:
+            s.wait_for(s.ui_ready, 180)
+            first = s.status()["production"]
+            slow = s.deploy(slowdown=1.3)
+            healthy_preview = s.deploy(target="preview")
+            event = s.wait_for(lambda: s.status()["rollbacks"], 240)
+            assert event == [dict(event[0], **{"from": slow, "to": first})]
+            assert s.status()["production"] == first
+            # The healthy preview is benchmarked too, and nothing else is rolled back.
+            store = cleanup.enter_context(contextlib.closing(_Closing(HistoryStore(history_url))))
+            s.wait_for(lambda: store.s.decisions_for(healthy_preview), 240)
+            assert [d["decision"] for d in store.s.decisions_for(healthy_preview)] == ["kept"]
+            assert [d["decision"] for d in store.s.decisions_for(slow)] == ["rolled_back"]
+            assert len(s.status()["rollbacks"]) == 1
+            home = tmp_path / "home"
+            on_sqlite = (home / "dagster" / "history" / "runs.db").exists()
+            assert on_sqlite == (storage == "sqlite")
+            assert (home / "history.sqlite").exists() == (storage == "sqlite")
+            assert f"{'Postgres' if storage == 'postgres' else 'SQLite'} storage" in \
+                s.log_path.read_text()
+        finally:
+            code = s.stop()
+        assert code == 0, s.log_path.read_text()[-3000:]
+        log = s.log_path.read_text()
+        assert "dagster stopped" in log and "sandbox stopped" in log
 
-        store = HistoryStore(f"sqlite:///{db}")
-        s.wait_for(lambda: store.decisions_for(healthy_preview), 240)
-        assert [d["decision"] for d in store.decisions_for(healthy_preview)] == ["kept"]
-        assert [d["decision"] for d in store.decisions_for(slow)] == ["rolled_back"]
-        assert len(s.status()["rollbacks"]) == 1
-    finally:
-        code = s.stop()
-    assert code == 0, s.log_path.read_text()[-3000:]
-    log = s.log_path.read_text()
-    assert "dagster stopped" in log and "sandbox stopped" in log
+
+class _Closing:
+    def __init__(self, s):
+        self.s = s
+
+    def close(self):
+        self.s.dispose()

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from atge_assets.core.migrations import migrate
 from atge_assets.core.providers.base import Deployment
 
 md = sa.MetaData()
@@ -164,7 +165,7 @@ class HistoryStore:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
-        md.create_all(self.engine)
+        self.schema_version = migrate(self.engine, md)
 
     def dispose(self) -> None:
         self.engine.dispose()

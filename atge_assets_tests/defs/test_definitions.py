@@ -45,3 +45,19 @@ def test_bad_settings_give_a_clear_error():
     s = Settings.from_env({"ATGE_ALLOWED_HOSTS": "a.example, *.vercel.app", "ATGE_HOME": "/x"})
     assert s.allowed_hosts == ["a.example", "*.vercel.app"]
     assert s.history_url == "sqlite:////x/history.sqlite"
+
+
+def test_instance_yaml_switch():
+    import yaml
+
+    from atge_assets.settings import instance_yaml
+
+    template = (PROJECT_ROOT / "dagster.yaml").read_text()
+    sqlite = yaml.safe_load(instance_yaml(template, {}))
+    pg = yaml.safe_load(instance_yaml(template, {"ATGE_DATABASE_URL": "postgresql://x@h/db"}))
+    assert "storage" not in sqlite
+    assert pg["storage"]["postgres"]["postgres_url"] == {"env": "ATGE_DATABASE_URL"}
+    limits = sqlite["concurrency"]["runs"]
+    assert limits["max_concurrent_runs"] >= 4
+    assert limits["tag_concurrency_limits"][0]["key"] == "atge/deployment"
+    assert limits["tag_concurrency_limits"][0]["limit"] == 1

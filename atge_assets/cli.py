@@ -68,7 +68,7 @@ def _sandbox_call(args, method: str, path: str, body: dict | None = None) -> dic
 def cmd_sandbox_deploy(args) -> int:
     out = _sandbox_call(args, "POST", "/_sandbox/deployments", {
         "target": args.target, "slowdown": args.slowdown, "errors": args.errors,
-        "build_s": args.build_seconds,
+        "build_s": args.build_seconds, "mode": args.mode,
     })
     print(json.dumps(out) if args.json else f"deployed {out['id']} ({out['target']}) at {out['url']}")
     return 0
@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--target", choices=["production", "preview"], default="production")
     dep.add_argument("--errors", type=float, default=0.0, help="share of requests answered 500")
     dep.add_argument("--build-seconds", type=float, default=0.0)
+    dep.add_argument("--mode", choices=["ok", "hang", "refuse"], default="ok",
+                     help="hang: never answers in time; refuse: its URL refuses connections")
     dep.add_argument("--url", help="sandbox URL (default $ATGE_SANDBOX_URL or :8787)")
     dep.add_argument("--json", action="store_true")
     dep.set_defaults(func=cmd_sandbox_deploy)

@@ -14,6 +14,11 @@ from atge_assets.sandbox.state import SandboxState
 TOKEN = "tok_test_5ecret_never_logged"
 
 
+def fault(status: int, headers: dict | None = None, body=None, after: bool = False) -> dict:
+    """One injected answer of the sandbox's Vercel API (see SandboxState.api_faults)."""
+    return {"status": status, "headers": headers or {}, "body": body, "after": after}
+
+
 @pytest.fixture
 def sandbox(tmp_path):
     """The sandbox server on an ephemeral loopback port, scaled so a benchmark takes a few seconds."""

@@ -134,6 +134,21 @@ rejected = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# The plan's A/B test results, one row per signal, with its column names plus `experiment`.
+# core/abtest.py validates rows when it reads them and reports the bad ones by row id.
+ab_test_results = sa.Table(
+    "einstein_ab_test_results", md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment", sa.String(128), nullable=False, index=True),
+    sa.Column("variant_id", sa.String(128), nullable=False),
+    sa.Column("signal_id", sa.String(128), nullable=False),
+    sa.Column("analysis_time", sa.Float),  # seconds
+    sa.Column("confidence", sa.Float),  # 0-1
+    sa.Column("outcome", sa.String(16), nullable=False),  # win, loss, pending, error
+    sa.Column("profit_loss", sa.Float),
+    sa.Column("timestamp", sa.Float, nullable=False),  # epoch seconds
+)
+
 ACCEPTED = ("pass", "improved")
 
 
@@ -375,6 +390,27 @@ class HistoryStore:
     def table_rows(self, table: str) -> list[dict]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(md.tables[table]))]
+
+    # -- A/B tests -------------------------------------------------------------------------------
+    def record_ab_results(self, rows: Iterable[dict]) -> int:
+        """Append rows of einstein_ab_test_results (keys: its columns) in one transaction."""
+        cols = [c.name for c in ab_test_results.columns if c.name != "id"]
+        rows = [{c: r.get(c) for c in cols} for r in rows]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(ab_test_results.insert(), rows)
+        return len(rows)
+
+    def ab_results(self, experiment: str | None = None, since: float | None = None) -> list[dict]:
+        """Result rows in time order: one experiment's or all, from `since` (epoch s) on."""
+        t = ab_test_results
+        q = sa.select(t).order_by(t.c.timestamp, t.c.id)
+        if experiment is not None:
+            q = q.where(t.c.experiment == experiment)
+        if since is not None:
+            q = q.where(t.c.timestamp >= since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
 
 def _dep_cols():

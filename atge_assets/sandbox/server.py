@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from atge_assets.sandbox.state import SandboxState
+from atge_assets.sandbox.state import HANG_S, REFUSING_PORT, SandboxState
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,11 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("sandbox: " + fmt, *args)
 
     # -- plumbing ------------------------------------------------------------------------------
+    _lost_answer: tuple | None = None
+
     def _send(self, status: int, body, headers: dict | None = None) -> None:
+        if self._lost_answer:
+            (status, body, headers), self._lost_answer = self._lost_answer, None
         data = json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
         self.send_header("content-type", "application/json")
@@ -113,6 +117,9 @@ class Handler(BaseHTTPRequestHandler):
         dep = st.get(dep_id)
         if dep is None or dep.state() != "READY":
             return self._send(404, {"error": "DEPLOYMENT_NOT_FOUND"})
+        if dep.mode == "hang":
+            time.sleep(HANG_S)
+            return self._send(504, {"error": "FUNCTION_INVOCATION_TIMEOUT"})
         if path == "/api/health":
             return self._send(200, {"status": "ok", "deployment": dep_id})
         if path == "/api/einstein/analyze" and method == "POST":
@@ -141,10 +148,14 @@ class Handler(BaseHTTPRequestHandler):
         with st._lock:
             fault = st.api_faults.pop(0) if st.api_faults else None
         if fault:
-            status, headers, body = fault
-            if body is None:
-                body = {"error": {"code": "injected", "message": "fault"}}
-            return self._send(status, body, headers)
+            error = {"error": {"code": "injected", "message": "fault"}}
+            if fault.get("after"):
+                # The action happens, but its answer is lost: what a timeout looks like.
+                self._lost_answer = (fault["status"], error, fault.get("headers"))
+            else:
+                body = fault.get("body")
+                return self._send(fault["status"], error if body is None else body,
+                                  fault.get("headers"))
         pid = st.world.project_id
         if method == "GET" and path == "/v6/deployments":
             return self._send(200, self._list(query))
@@ -177,7 +188,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dep_json(self, dep, v13: bool = False) -> dict:
         d = {
-            "uid": dep.id, "name": "atge", "url": f"{self.server.base_url}/d/{dep.id}",
+            "uid": dep.id, "name": "atge", "url": self._app_url(dep),
             "created": dep.created_ms, "createdAt": dep.created_ms, "state": dep.state(),
             "readyState": dep.state(), "target": dep.target if dep.target == "production" else None,
             "meta": {"slowdown": str(dep.slowdown)},
@@ -185,6 +196,11 @@ class Handler(BaseHTTPRequestHandler):
         if v13:
             d["id"] = d.pop("uid")
         return d
+
+    def _app_url(self, dep) -> str:
+        if dep.mode == "refuse":
+            return f"http://127.0.0.1:{REFUSING_PORT}/d/{dep.id}"
+        return f"{self.server.base_url}/d/{dep.id}"
 
     def _list(self, q: dict) -> dict:
         st = self.server.state
@@ -217,14 +233,14 @@ class Handler(BaseHTTPRequestHandler):
             dep = st.create(
                 target=str(body.get("target", "production")),
                 slowdown=float(body.get("slowdown", 1.0)), errors=float(body.get("errors", 0.0)),
-                build_s=float(body.get("build_s", 0.0)),
+                build_s=float(body.get("build_s", 0.0)), mode=str(body.get("mode", "ok")),
             )
-            return self._send(201, {"id": dep.id, "url": f"{self.server.base_url}/d/{dep.id}",
-                                    "target": dep.target})
+            return self._send(201, {"id": dep.id, "url": self._app_url(dep), "target": dep.target})
         if method == "POST" and path == "/_sandbox/faults":
             body = self._body()
-            faults = [(int(f["status"]), {str(k): str(v) for k, v in f.get("headers", {}).items()},
-                       f.get("body")) for f in body.get("faults", [])]
+            faults = [{"status": int(f["status"]), "body": f.get("body"),
+                       "headers": {str(k): str(v) for k, v in f.get("headers", {}).items()},
+                       "after": bool(f.get("after"))} for f in body.get("faults", [])]
             with st._lock:
                 st.api_faults.extend(faults)
             return self._send(201, {"queued": len(faults)})

@@ -20,6 +20,9 @@ from pathlib import Path
 # so an analyze call totals the plan's 30 s end-to-end before scaling.
 PHASES_MS = {"collect": 10_000.0, "ai": 15_000.0, "db": 2_000.0}
 OVERHEAD_MS = 3_000.0
+MODES = ("ok", "hang", "refuse")
+HANG_S = 120.0  # longer than any sane benchmark timeout
+REFUSING_PORT = 9  # discard: nothing listens there on loopback
 
 
 @dataclass
@@ -30,6 +33,8 @@ class SandboxDeployment:
     slowdown: float = 1.0
     errors: float = 0.0
     build_s: float = 0.0
+    # "ok"; "hang": requests never answer in time; "refuse": its URL refuses connections.
+    mode: str = "ok"
 
     def state(self, now_ms: int | None = None) -> str:
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -58,9 +63,10 @@ class SandboxState:
         self.tail_p = tail_p
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
-        # API answers to inject, for tests of retries and bad payloads: [(status, headers, body
-        # or None for an error object), ...], each consumed by the next Vercel API call.
-        self.api_faults: list[tuple[int, dict, object]] = []
+        # API answers to inject, for tests of retries and bad payloads, each consumed by the next
+        # Vercel API call: {"status", "headers", "body" (None: an error object), "after" (carry
+        # the call out, then answer with the fault, as when a response is lost)}.
+        self.api_faults: list[dict] = []
         self.world = self._load()
         if not self.world.deployments:
             self.create(target="production")
@@ -82,9 +88,11 @@ class SandboxState:
 
     # -- changes -------------------------------------------------------------------------------
     def create(self, *, target: str = "production", slowdown: float = 1.0, errors: float = 0.0,
-               build_s: float = 0.0) -> SandboxDeployment:
+               build_s: float = 0.0, mode: str = "ok") -> SandboxDeployment:
         if target not in ("production", "preview"):
             raise ValueError("target must be production or preview")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
         if not (0.05 <= slowdown <= 100) or not (0 <= errors <= 1) or not (0 <= build_s <= 3600):
             raise ValueError("slowdown must be in [0.05, 100], errors in [0, 1], build_s in [0, 3600]")
         with self._lock:
@@ -93,7 +101,7 @@ class SandboxState:
             if self.world.deployments:
                 now = max(now, self.world.deployments[-1].created_ms + 1)
             dep = SandboxDeployment("dpl_" + secrets.token_hex(8), now, target, slowdown, errors,
-                                    build_s)
+                                    build_s, mode)
             self.world.deployments.append(dep)
             if target == "production":
                 self.world.production = dep.id  # a production deployment goes live when created

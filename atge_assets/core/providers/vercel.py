@@ -12,6 +12,7 @@ both capped. The token goes in the Authorization header only: never in an error 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Callable
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.vercel.com"
 MAX_PAGES = 50  # a runaway `next` chain must not keep a sensor tick busy forever
+MAX_RESPONSE_BYTES = 8 << 20
 
 
 def parse_deployment(raw: Any) -> Deployment:
@@ -101,42 +103,62 @@ class VercelClient:
         self.close()
 
     # -- HTTP with retries -------------------------------------------------------------------
-    def _wait_for(self, resp: httpx.Response, attempt: int) -> float:
-        if resp.status_code == 429:
-            reset = resp.headers.get("x-ratelimit-reset")
+    def _wait_for(self, status: int, headers: httpx.Headers, attempt: int) -> float:
+        if status == 429:
+            reset = headers.get("x-ratelimit-reset")
             try:
                 return min(self.max_wait_s, max(0.0, float(reset) - time.time()) + 0.05)
             except (TypeError, ValueError):
                 pass
         return min(self.max_wait_s, 0.5 * 2**attempt)
 
-    def _request(self, method: str, path: str, params: dict | None = None) -> Any:
+    def _request(self, method: str, path: str, params: dict | None = None,
+                 done: Callable[[], bool] | None = None) -> Any:
+        """One API call with retries. For a call that changes state, `done` tells whether an
+        earlier attempt that failed ambiguously (timeout, 5xx) took effect after all, so a retry
+        never repeats an action the provider already carried out."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
         if self.team_id:
             params["teamId"] = self.team_id
         last = ""
         for attempt in range(self.max_attempts):
-            try:
-                resp = self._client.request(method, path, params=params)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__} calling {method} {path}"
-                self._sleep(min(self.max_wait_s, 0.5 * 2**attempt))
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = f"HTTP {resp.status_code} from {method} {path}"
-                if attempt + 1 < self.max_attempts:
-                    self._sleep(self._wait_for(resp, attempt))
-                continue
-            if resp.status_code >= 400:
-                raise ProviderError(f"HTTP {resp.status_code} from {method} {path}: "
-                                    f"{_error_message(resp)}", status=resp.status_code)
-            if not resp.content:
+            if attempt and done is not None and done():
                 return None
             try:
-                return resp.json()
+                status, headers, body = self._send(method, path, params)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__} calling {method} {path}"
+                if attempt + 1 < self.max_attempts:
+                    self._sleep(min(self.max_wait_s, 0.5 * 2**attempt))
+                continue
+            if status == 429 or status >= 500:
+                last = f"HTTP {status} from {method} {path}"
+                if attempt + 1 < self.max_attempts:
+                    self._sleep(self._wait_for(status, headers, attempt))
+                continue
+            if status >= 400:
+                raise ProviderError(f"HTTP {status} from {method} {path}: {_error_message(body)}",
+                                    status=status)
+            if not body:
+                return None
+            try:
+                return json.loads(body)
             except ValueError:
                 raise MalformedPayload(f"{method} {path} answered non-JSON") from None
+        if done is not None and done():
+            return None
         raise ProviderError(f"gave up after {self.max_attempts} attempts: {last}")
+
+    def _send(self, method: str, path: str, params: dict) -> tuple[int, httpx.Headers, bytes]:
+        # Streamed with a cap: a runaway or hostile answer must not exhaust memory.
+        with self._client.stream(method, path, params=params) as resp:
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > MAX_RESPONSE_BYTES:
+                    raise MalformedPayload(
+                        f"{method} {path} answered more than {MAX_RESPONSE_BYTES} bytes")
+            return resp.status_code, resp.headers, bytes(body)
 
     # -- API ---------------------------------------------------------------------------------
     def list_deployments(self, since_ms: int | None = None, target: str | None = None,
@@ -174,10 +196,19 @@ class VercelClient:
         return dep_id if isinstance(dep_id, str) and dep_id else None
 
     def rollback(self, deployment_id: str) -> None:
-        self._request("POST", f"/v1/projects/{_seg(self.project_id)}/rollback/{_seg(deployment_id)}")
+        """Make `deployment_id` production again; at most one effective call, retries included."""
+        self._request("POST", f"/v1/projects/{_seg(self.project_id)}/rollback/{_seg(deployment_id)}",
+                      done=lambda: self._is_production(deployment_id))
 
     def promote(self, deployment_id: str) -> None:
-        self._request("POST", f"/v10/projects/{_seg(self.project_id)}/promote/{_seg(deployment_id)}")
+        self._request("POST", f"/v10/projects/{_seg(self.project_id)}/promote/{_seg(deployment_id)}",
+                      done=lambda: self._is_production(deployment_id))
+
+    def _is_production(self, deployment_id: str) -> bool:
+        try:
+            return self.production_deployment_id() == deployment_id
+        except (ProviderError, MalformedPayload):
+            return False
 
     def allowed_hosts(self) -> list[str]:
         """Vercel serves deployments on *.vercel.app; the API host itself is never a target."""
@@ -194,9 +225,9 @@ def _seg(value: str) -> str:
     return value
 
 
-def _error_message(resp: httpx.Response) -> str:
+def _error_message(body: bytes) -> str:
     try:
-        err = resp.json().get("error", {})
+        err = json.loads(body).get("error", {})
         return str(err.get("message") or err.get("code") or "")[:200]
-    except Exception:
-        return resp.text[:200]
+    except (ValueError, AttributeError):
+        return body[:200].decode("utf-8", "replace")

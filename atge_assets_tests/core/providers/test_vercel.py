@@ -4,7 +4,7 @@ import pytest
 
 from atge_assets.core.providers.base import MalformedPayload, ProviderError
 from atge_assets.core.providers.vercel import VercelClient, parse_deployment
-from atge_assets_tests.conftest import TOKEN
+from atge_assets_tests.conftest import TOKEN, fault
 
 
 def client_for(sandbox, **kw) -> VercelClient:
@@ -55,8 +55,8 @@ def test_bad_token_is_refused_and_never_echoed(sandbox):
 def test_rate_limit_honours_reset_and_5xx_retries(sandbox):
     slept: list[float] = []
     reset = str(int(time.time()) + 3)
-    sandbox.state.api_faults.extend([(429, {"x-ratelimit-reset": reset}, None), (503, {}, None),
-                                     (502, {}, None)])
+    sandbox.state.api_faults.extend([fault(429, {"x-ratelimit-reset": reset}), fault(503),
+                                     fault(502)])
     with client_for(sandbox, sleep=slept.append) as c:
         assert c.production_deployment_id() == sandbox.state.world.production
     assert len(slept) == 3
@@ -65,12 +65,45 @@ def test_rate_limit_honours_reset_and_5xx_retries(sandbox):
 
 
 def test_gives_up_after_max_attempts(sandbox):
-    sandbox.state.api_faults.extend([(500, {}, None)] * 10)
+    first = sandbox.state.world.production
+    sandbox.state.create(target="production")
+    sandbox.state.api_faults.extend([fault(500)] * 40)
     with client_for(sandbox, sleep=lambda s: None, max_attempts=3) as c:
         with pytest.raises(ProviderError, match="gave up after 3"):
-            c.rollback(sandbox.state.world.production)
-    assert len(sandbox.state.api_faults) == 7
+            c.rollback(first)
     assert sandbox.state.status()["rollbacks"] == []
+
+
+def test_rollback_whose_answer_was_lost_is_not_repeated(sandbox):
+    first = sandbox.state.world.production
+    sandbox.state.create(target="production")
+    # The rollback happens, then the answer is a 504; a blind retry would roll back twice.
+    sandbox.state.api_faults.append(fault(504, after=True))
+    with client_for(sandbox, sleep=lambda s: None) as c:
+        c.rollback(first)
+        assert c.production_deployment_id() == first
+    assert len(sandbox.state.status()["rollbacks"]) == 1
+
+
+def test_rollback_retried_through_5xx_and_429_happens_once(sandbox):
+    first = sandbox.state.world.production
+    sandbox.state.create(target="production")
+    sandbox.state.api_faults.extend([fault(503), fault(429, {"x-ratelimit-reset": "0"})])
+    with client_for(sandbox, sleep=lambda s: None) as c:
+        c.rollback(first)
+    assert [r["to"] for r in sandbox.state.status()["rollbacks"]] == [first]
+
+
+def test_huge_answer_is_refused_not_buffered(sandbox, monkeypatch):
+    from atge_assets.core.providers import vercel
+
+    monkeypatch.setattr(vercel, "MAX_RESPONSE_BYTES", 10_000)
+    page = {"deployments": [{"uid": f"dpl_{i}", "url": "x.vercel.app", "created": i,
+                             "state": "READY"} for i in range(2000)]}
+    sandbox.state.api_faults.append(fault(200, body=page))
+    with client_for(sandbox) as c:
+        with pytest.raises(MalformedPayload, match="more than 10000 bytes"):
+            c.list_deployments()
 
 
 def test_timeout_is_a_provider_error():
@@ -90,7 +123,7 @@ def test_timeout_is_a_provider_error():
 
 
 def test_malformed_entries_are_reported_not_dropped(sandbox):
-    sandbox.state.api_faults.append((200, {}, {"deployments": [
+    sandbox.state.api_faults.append(fault(200, body={"deployments": [
         {"uid": "dpl_ok", "url": "atge-ok.vercel.app", "created": 1, "state": "READY"},
         {"uid": "dpl_bad", "url": 5, "created": 1, "state": "READY"},
         "not an object",
@@ -105,7 +138,7 @@ def test_malformed_entries_are_reported_not_dropped(sandbox):
 
 @pytest.mark.parametrize("body", [{"nope": 1}, [1, 2], {"deployments": "x"}])
 def test_malformed_page_is_an_error(sandbox, body):
-    sandbox.state.api_faults.append((200, {}, body))
+    sandbox.state.api_faults.append(fault(200, body=body))
     with client_for(sandbox) as c:
         with pytest.raises(MalformedPayload):
             c.list_deployments()

@@ -4,6 +4,7 @@ import time
 import dagster as dg
 
 from atge_assets.defs.deployments.sensors import parse_cursor
+from atge_assets_tests.conftest import fault
 from atge_assets_tests.defs.deployments.helpers import tick
 
 
@@ -50,7 +51,7 @@ def test_building_deployments_are_picked_up_when_ready(sandbox, instance, resour
 
 def test_provider_error_keeps_cursor(sandbox, instance, resources):
     r1 = tick(instance, resources)
-    sandbox.state.api_faults.extend([(500, {}, None)] * 4)
+    sandbox.state.api_faults.extend([fault(500)] * 4)
     sandbox.state.create(target="production")
     r2 = tick(instance, resources, r1.cursor)
     assert isinstance(r2, dg.SkipReason) and "provider error" in r2.skip_message
@@ -63,7 +64,7 @@ def test_malformed_entries_are_logged_recorded_and_skipped(sandbox, instance, re
                                                           capsys):
     good = sandbox.state.world.production
     dep = sandbox.state.get(good)
-    sandbox.state.api_faults.append((200, {}, {"deployments": [
+    sandbox.state.api_faults.append(fault(200, body={"deployments": [
         {"uid": good, "url": f"{sandbox.base_url}/d/{good}", "created": dep.created_ms,
          "readyState": "READY", "target": "production"},
         {"uid": "dpl_broken", "created": "yesterday"},

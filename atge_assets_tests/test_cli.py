@@ -71,3 +71,14 @@ def test_judge_batch_cli(tmp_path):
     assert res[1]["verdict"] == "regressed" and res[1]["rollback"] is True
     assert abs(res[1]["change"] - 0.3) < 0.02
     assert res[2]["error"] and res[2]["rollback"] is False
+
+
+def test_changepoints_batch_cli(tmp_path):
+    src = tmp_path / "in.jsonl"
+    step = [100.0 + (i % 3) for i in range(15)] + [140.0 + (i % 3) for i in range(15)]
+    src.write_text(json.dumps({"id": "step", "series": step}) + "\n"
+                   + json.dumps({"id": "flat", "series": [100.0, None] * 12}) + "\n")
+    out = atge("changepoints", "--batch", str(src))
+    res = [json.loads(x) for x in out.stdout.splitlines()]
+    assert res[0] == {"id": "step", "changepoints": [15]} or res[0]["changepoints"] == [15]
+    assert res[1]["id"] == "flat" and res[1]["changepoints"] == []

@@ -48,7 +48,31 @@ def by_deployment(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def chart_png(per_deployment: pd.DataFrame, metric: str) -> bytes:
+def change_points(per_deployment: pd.DataFrame) -> list[dict]:
+    """Shifts in each metric's p50 across deployments, each tied to the deployment where the new
+    regime starts (for a creep: where the drift begins)."""
+    from atge_assets.core.changepoints import detect
+
+    out = []
+    for metric, d in per_deployment.groupby("metric", sort=True):
+        d = d.sort_values("created_ms").reset_index(drop=True)
+        for cp in detect(list(d["p50"])):
+            out.append({
+                "metric": metric, "index": cp.index, "deployment_id": d.loc[cp.index, "deployment_id"],
+                "kind": cp.kind, "before_ms": cp.before, "after_ms": cp.after,
+                "change_pct": cp.change * 100, "p_value": cp.p_value,
+            })
+    return out
+
+
+def alerts(points: Sequence[dict], thresholds: dict[str, float], default: float = 0.10
+           ) -> list[dict]:
+    """Change points that made a metric slower by more than its threshold: a step of +12%, or a
+    creep whose small steps add up past it."""
+    return [p for p in points if p["change_pct"] > 100 * thresholds.get(p["metric"], default)]
+
+
+def chart_png(per_deployment: pd.DataFrame, metric: str, marks: Sequence[int] = ()) -> bytes:
     """p50 with the p95 band over deployments; regressions marked, so a trend is seen."""
     import matplotlib
 
@@ -63,6 +87,8 @@ def chart_png(per_deployment: pd.DataFrame, metric: str) -> bytes:
         ax.plot(x, d["p50"], marker="o", ms=3, label="p50")
         bad = d.index[d["verdict"] == "regressed"]
         ax.scatter(bad, d.loc[bad, "p50"], color="red", zorder=3, label="regressed")
+        for i, m in enumerate(marks):
+            ax.axvline(m, color="orange", ls="--", lw=1, label="change point" if i == 0 else None)
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("deployment (oldest to newest)", fontsize=8)
         ax.set_ylabel("ms", fontsize=8)

@@ -23,8 +23,16 @@ from sqlalchemy.exc import DBAPIError
 VERSION_TABLE = "atge_schema_version"
 _LOCK_KEY = 0x61746765  # "atge"
 
-# (version, description, step). Version 1 is the first released schema.
-MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = []
+def _v2_ab_test_results(conn: sa.Connection) -> None:
+    from atge_assets.core.store import ab_test_results  # lazy: store imports this module
+
+    ab_test_results.create(conn, checkfirst=True)
+
+
+# (version, description, step). Version 1 is the first schema (all tables but the A/B results).
+MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
+    (2, "einstein_ab_test_results", _v2_ab_test_results),
+]
 
 
 def head() -> int:

@@ -1,0 +1,475 @@
+"""Predictive monitoring: will a metric cross its threshold within the horizon?
+
+Numpy only (no Dagster, pandas or scipy), so `atge forecast --batch` starts fast and forecasts a
+few hundred series a second. One call forecasts one metric series: unix-second timestamps and
+values, irregular spacing and gaps allowed; ``None``/NaN values are missing samples.
+
+What is forecast is the metric's *level*, the value without its noise: a breach is the level
+crossing the threshold, not one noisy sample poking over it, and the intervals are the level's.
+Two forecasters look at the recent window (an hour by default):
+
+- ``theil-sen``: a straight line whose slope is the median of all pairwise slopes, so a spike moves
+  it by at most one rank. Its interval comes from Sen's distribution-free slope CI (the Kendall
+  statistic's variance, as in the Mann-Kendall trend test), widened for autocorrelated noise.
+- ``holt``: double exponential smoothing on the time gaps as they are (a 5-minute gap decays the
+  old state as five 1-minute steps would), with each one-step error clipped at 2 noise sigmas before
+  it updates the state (Gelper, Fried & Croux 2010), so a spike barely moves it either. It follows
+  a trend that bends (a ramp that began mid-window, a slow-down) where a line cannot. Its smoothing
+  constants are picked from a small grid by their recent 5-step-ahead errors; its interval is the
+  ETS(A,A,N) one (Hyndman & Athanasopoulos, "Forecasting: principles and practice" 8.7).
+
+Both are fitted on the first 3/4 of the window and scored on how well they forecast the last
+quarter (median absolute error); the better one, fitted on the whole window, is used. This is
+Prometheus's `predict_linear` (a line through the window, extrapolated) made robust, plus Datadog's
+forecast monitors' alerting on the forecast's band rather than on the raw points.
+
+The rule. A breach is *expected* when (1) the trend toward the threshold is significant: the lower
+bound of Sen's slope CI (90%, so a one-sided test at 5%, its variance widened by the
+autocorrelation of the chosen forecaster's errors) is past zero, and (2) the chosen forecast
+crosses the threshold within two horizons and its interval within the horizon. The trend must be
+certain; the crossing within the horizon need only be plausible. The series is *breached* now,
+reported apart, when the median of the last five minutes (at least three points) is already past
+the threshold. A spike satisfies neither: it moves no median, and a flat series has no
+significant trend. benchmarks/forecast_accuracy.py measures catches, false alarms and the error
+of the time to threshold, against the plan's naive "% per minute" extrapolation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from dataclasses import dataclass, field, fields
+from statistics import NormalDist
+from typing import Callable, Iterable, Sequence, TextIO
+
+import numpy as np
+
+OK = "ok"
+EXPECTED = "breach_expected"
+BREACHED = "breached"
+INSUFFICIENT = "insufficient_data"
+STATUSES = (OK, EXPECTED, BREACHED, INSUFFICIENT)
+ABOVE, BELOW = "above", "below"  # breach: the metric goes above (latency) / below (free memory)
+
+CONFIDENCE = 0.90
+WINDOW_S = 3600.0
+# Fewer points, or a shorter stretch of time, than this says nothing about a trend.
+MIN_POINTS = 10
+MIN_SPAN_S = 600.0
+# "Breached now" is the median of this recent stretch (at least BREACH_POINTS points) being past
+# the threshold: a majority of recent points, which one spike cannot make.
+BREACH_S = 300.0
+BREACH_POINTS = 3
+HOLDOUT = 0.25
+# Beyond a few horizons, extrapolating the last hour says little: later crossings are None.
+LOOKAHEAD = 4
+# A breach is expected only if the forecast itself crosses within this many horizons: a wide
+# interval alone (a step up, a wandering series) should not raise the alarm every few checks.
+POINT_WITHIN = 2
+# Errors beyond this many noise sigmas are clipped before they update Holt's state.
+HUBER_K = 2.0
+HOLT_ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.7)
+HOLT_BETAS = (0.02, 0.05, 0.1, 0.2)
+# Holt's smoothing constants are those whose forecasts this many samples ahead erred least ...
+HOLT_AHEAD = 5
+# ... recently: errors count half as much per this many minutes back, so a ramp
+# that began 15 minutes ago picks a Holt that follows it, not one tuned to the flat hour before.
+HOLT_HALF_LIFE_MIN = 20.0
+# Pairwise slopes are n^2/2 floats: a window sampled every few seconds is thinned to this many.
+MAX_POINTS = 400
+
+_GRID_A, _GRID_B = (np.array(g, dtype=float) for g in zip(
+    *[(a, b) for a in HOLT_ALPHAS for b in HOLT_BETAS]))
+
+
+@dataclass(frozen=True)
+class Forecast:
+    status: str  # one of STATUSES
+    breach_expected: bool  # a breach is coming within the horizon, trend significant (not here yet)
+    breached_now: bool  # the recent median is already past the threshold
+    minutes_to_threshold: float | None  # when the forecast level crosses; None: not in lookahead
+    minutes_to_threshold_low: float | None  # earliest and latest crossing: the interval's bounds
+    minutes_to_threshold_high: float | None
+    method: str | None  # "theil-sen" or "holt": the one that forecast the recent past better
+    slope_per_minute: float | None  # of the level, in the metric's units
+    level: float | None  # the fitted level now
+    forecast: float | None  # the level at now + horizon ...
+    interval_low: float | None  # ... and its interval at `confidence`
+    interval_high: float | None
+    trend_significant: bool  # Sen's slope CI excludes zero on the threshold's side
+    noise: float | None  # robust standard deviation of the points around the level
+    n_points: int
+    history_minutes: float  # span of the points used
+    threshold: float
+    direction: str
+    horizon_minutes: float
+    confidence: float = CONFIDENCE
+    candidates: dict = field(default_factory=dict)  # per method: its own forecast and holdout error
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def alert(self) -> bool:
+        """Worth acting on: a breach is coming or already here."""
+        return self.breach_expected or self.breached_now
+
+    def as_dict(self) -> dict:
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        d["alert"] = self.alert
+        return d
+
+
+def _plain(value):
+    """JSON-safe: numpy scalars to Python, NaN and infinity to None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """A forecaster's level line from now (t = 0, minutes) and the spread of the level around it."""
+
+    method: str
+    level: float
+    slope: float
+    sd: Callable  # t (minutes from now, array) -> standard deviation of the level at t
+
+    def at(self, t):
+        return self.level + self.slope * t
+
+
+def _series(timestamps, values, now, window_s) -> tuple[np.ndarray, np.ndarray]:
+    """Minutes before `now` (<= 0) and values in the window, sorted, one value per timestamp."""
+    if isinstance(timestamps, (str, bytes)) or isinstance(values, (str, bytes)):
+        raise ValueError("timestamps and values must be lists of numbers")
+    timestamps, values = list(timestamps), list(values)
+    if len(timestamps) != len(values):
+        raise ValueError(f"{len(timestamps)} timestamps but {len(values)} values")
+    for name, items, nullable in (("timestamps", timestamps, False), ("values", values, True)):
+        # Plain JSON numbers skip the per-item check, which would cost more than the statistics.
+        if set(map(type, items)) <= ({float, int, type(None)} if nullable else {float, int}):
+            continue
+        for x in items:
+            # bool is an int to Python, but `true` in a metric series is a bug upstream.
+            if not (x is None and nullable) and (
+                    not isinstance(x, numbers.Real) or isinstance(x, (bool, np.bool_))):
+                raise ValueError(f"{name}: {x!r} is not a number")
+    ts = np.array(timestamps, dtype=float)
+    ys = np.array([np.nan if v is None else v for v in values], dtype=float)
+    if not np.isfinite(ts).all():
+        raise ValueError("timestamps must be finite unix seconds")
+    keep = np.isfinite(ys)
+    ts, ys = ts[keep], ys[keep]
+    if not len(ts):
+        return ts, ys
+    if now is None:
+        now = float(ts.max())
+    elif isinstance(now, bool) or not isinstance(now, numbers.Real) or not math.isfinite(now):
+        raise ValueError(f"now must be unix seconds, got {now!r}")
+    keep = (ts > now - window_s) & (ts <= now)
+    ts, ys = ts[keep], ys[keep]
+    # Two samples with one timestamp (a retried scrape) become their mean: a slope needs dt > 0.
+    ts, inverse = np.unique(ts, return_inverse=True)
+    ys = np.bincount(inverse, weights=ys) / np.bincount(inverse)
+    if len(ts) > MAX_POINTS:
+        pick = np.linspace(0, len(ts) - 1, MAX_POINTS).round().astype(int)
+        ts, ys = ts[pick], ys[pick]
+    return (ts - now) / 60.0, ys
+
+
+def _median(a: np.ndarray) -> float:
+    a = np.sort(a)
+    half = len(a) // 2
+    return float(a[half] if len(a) % 2 else 0.5 * (a[half - 1] + a[half]))
+
+
+def _scale(residuals: np.ndarray) -> float:
+    """MAD scaled to a standard deviation; never 0, so a perfectly flat series still divides."""
+    mad = 1.4826 * _median(np.abs(residuals - _median(residuals)))
+    return max(mad, 1e-9 * max(1.0, float(np.abs(residuals).max(initial=0.0))))
+
+
+def _lag1(residuals: np.ndarray, noise: float) -> float:
+    """Lag-1 autocorrelation of the residuals, spikes clipped, kept in [0, 0.9]."""
+    r = np.clip(residuals, -3 * noise, 3 * noise)
+    r = r - r.mean()
+    denom = float(r @ r)
+    if len(r) < 3 or denom <= 0:
+        return 0.0
+    return min(max(float(r[1:] @ r[:-1]) / denom, 0.0), 0.9)
+
+
+def _sen_bounds(slopes: np.ndarray, n: int, z: float, rho: float) -> tuple[float, float]:
+    """Sen's distribution-free CI of the slope from the sorted pairwise slopes of n points.
+
+    Positive autocorrelation (noise that wanders) makes a chance trend look significant; the
+    Kendall variance is multiplied by (1 + rho) / (1 - rho), the usual effective-sample-size
+    correction.
+    """
+    pairs = len(slopes)
+    c = z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18 * (1 + rho) / (1 - rho))
+    lo = slopes[min(max(int(math.floor((pairs - c) / 2)), 0), pairs - 1)]
+    hi = slopes[min(max(int(math.ceil((pairs + c) / 2)), 0), pairs - 1)]
+    return float(lo), float(hi)
+
+
+def _theil_sen(t: np.ndarray, y: np.ndarray, z: float):
+    """The Theil-Sen line with its interval. Returns (fit, sorted pairwise slopes, residuals)."""
+    n = len(t)
+    i, j = np.triu_indices(n, 1)
+    slopes = np.sort((y[j] - y[i]) / (t[j] - t[i]))
+    slope = _median(slopes)
+    centre = float(t.mean())
+    mid = _median(y - slope * (t - centre))  # level at the window's centre
+    residuals = y - (mid + slope * (t - centre))
+    noise = _scale(residuals)
+    rho = _lag1(residuals, noise)
+    lo, hi = _sen_bounds(slopes, n, z, rho)
+    var_slope = ((hi - lo) / (2 * z)) ** 2
+    var_mid = math.pi / 2 * noise ** 2 / n * (1 + rho) / (1 - rho)  # a median's: pi/2 a mean's
+    fit = _Fit("theil-sen", mid - slope * centre, slope,
+               lambda h: np.sqrt(var_mid + (h - centre) ** 2 * var_slope))
+    return fit, slopes, residuals
+
+
+def _holt(t: np.ndarray, y: np.ndarray, start: _Fit, noise: float, split: int):
+    """Robust Holt over all (alpha, beta) on the grid at once. Returns (fit of the whole series,
+    fit as it stood at index `split`, one-step errors).
+
+    Started from the Theil-Sen line. alpha and beta are per minute: a gap of dt minutes applies
+    them as dt one-minute steps would, 1 - (1 - alpha) ** dt. The pair kept is the one whose
+    forecasts HOLT_AHEAD samples ahead erred least (recent errors weighing more): one-step errors
+    reward chasing the noise, while what matters here is the trend several minutes out.
+    """
+    level = np.full(len(_GRID_A), start.at(t[0]))
+    trend = np.full(len(_GRID_A), start.slope)
+    levels, trends, errors = (np.zeros((len(t), len(_GRID_A))) for _ in range(3))
+    levels[0], trends[0] = level, trend
+    gaps = np.diff(t)
+    alphas = 1 - (1 - _GRID_A) ** gaps[:, None]
+    betas = 1 - (1 - _GRID_B) ** gaps[:, None]
+    clip = HUBER_K * noise
+    for k in range(1, len(t)):
+        dt = gaps[k - 1]
+        predicted = level + trend * dt
+        errors[k] = e = y[k] - predicted
+        new_level = predicted + alphas[k - 1] * np.minimum(np.maximum(e, -clip), clip)
+        trend = trend + betas[k - 1] * ((new_level - level) / dt - trend)
+        level = levels[k] = new_level
+        trends[k] = trend
+    k = min(HOLT_AHEAD, len(t) - 3)
+    ahead = levels[:-k] + trends[:-k] * (t[k:] - t[:-k])[:, None]
+    loss = np.minimum(np.abs(y[k:, None] - ahead), HUBER_K * noise)  # bounded: spikes cannot pick
+    weight = 0.5 ** ((t[-1] - t[k:]) / HOLT_HALF_LIFE_MIN)
+    best = int(np.argmin(weight @ loss))
+    alpha, beta = float(_GRID_A[best]), float(_GRID_B[best])
+    sigma = _scale(errors[1:, best])
+    step = max(float(np.median(np.diff(t))), 1e-6)
+    ab = alpha * beta  # ETS's beta
+
+    def sd(h):
+        # ETS(A,A,N) h-step variance less the new observation's own noise, plus the smoothed
+        # level's own variance alpha / (2 - alpha); h counted in typical sampling steps.
+        s = np.maximum(np.asarray(h, dtype=float) / step, 1.0)
+        var = alpha / (2 - alpha) + (s - 1) * (alpha ** 2 + alpha * ab * s
+                                               + ab ** 2 * s * (2 * s - 1) / 6)
+        return sigma * np.sqrt(var)
+
+    def fit(k: int) -> _Fit:
+        # The state after point k forecasts from t[k]; shift it so t = 0 is now, like every _Fit.
+        level, trend = float(levels[k, best]), float(trends[k, best])
+        return _Fit("holt", level - trend * float(t[k]), trend, sd)
+
+    return fit(len(t) - 1), fit(split), errors[1:, best]
+
+
+def _crossing(fit: _Fit, threshold: float, z: float, lookahead: float):
+    """Minutes until the level's forecast, its upper bound and its lower bound reach the threshold
+    (rising toward it; the caller flips a falling metric): (point, earliest, latest), None beyond
+    the lookahead."""
+    point = None
+    if fit.level >= threshold:
+        point = 0.0
+    elif fit.slope > 0 and (threshold - fit.level) / fit.slope <= lookahead:
+        point = (threshold - fit.level) / fit.slope
+    grid = np.linspace(0.0, lookahead, 2001)  # a 30-minute horizon: 3.6-second steps
+    centre, spread = fit.at(grid), z * fit.sd(grid)
+
+    def first(curve):
+        hit = np.flatnonzero(curve >= threshold)
+        return float(grid[hit[0]]) if len(hit) else None
+
+    return point, first(centre + spread), first(centre - spread)
+
+
+def forecast(
+    timestamps: Sequence[float],
+    values: Sequence[float | None],
+    threshold: float,
+    horizon_s: float = 1800.0,
+    *,
+    direction: str = ABOVE,
+    now: float | None = None,
+    window_s: float = WINDOW_S,
+    confidence: float = CONFIDENCE,
+) -> Forecast:
+    """Forecast one metric series and decide whether it will breach `threshold` within `horizon_s`.
+
+    timestamps: unix seconds; values: the metric, None/NaN for a missing sample.
+    direction:  ABOVE (breach when the metric rises past the threshold) or BELOW (falls past it).
+    now:        the forecast origin in unix seconds; defaults to the last timestamp. Only points in
+                (now - window_s, now] are used.
+
+    Raises ValueError for input that is not a series (mismatched lengths, strings, booleans) or
+    for a threshold, horizon, window or confidence out of range.
+    """
+    for name, x in (("threshold", threshold), ("horizon_s", horizon_s), ("window_s", window_s)):
+        if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+            raise ValueError(f"{name} must be a finite number, got {x!r}")
+    if horizon_s <= 0 or window_s <= 0:
+        raise ValueError("horizon_s and window_s must be positive")
+    if direction not in (ABOVE, BELOW):
+        raise ValueError(f"direction must be {ABOVE!r} or {BELOW!r}, got {direction!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    t, y = _series(timestamps, values, now, float(window_s))
+    threshold, horizon = float(threshold), horizon_s / 60.0
+    # Everything below reasons about a metric rising toward its threshold; a falling one is negated.
+    sign = 1.0 if direction == ABOVE else -1.0
+    y, limit = sign * y, sign * threshold
+    past = "above" if direction == ABOVE else "below"
+    span = float(t[-1] - t[0]) if len(t) else 0.0
+    base = dict(threshold=threshold, direction=direction, horizon_minutes=horizon,
+                confidence=confidence, n_points=len(t), history_minutes=span)
+
+    recent = y[t >= t[-1] - BREACH_S / 60] if len(t) else y
+    recent = recent if len(recent) >= BREACH_POINTS else y[-BREACH_POINTS:]
+    if len(recent) >= BREACH_POINTS and _median(recent) >= limit:
+        # Already over: no forecast needed to know it, and a trend fit across the crossing would
+        # only muddle the message.
+        return Forecast(
+            BREACHED, False, True, 0.0, 0.0, 0.0, None, None, sign * _median(recent), None, None,
+            None, False, None, reasons=[
+                f"breached: the median of the last {len(recent)} points, "
+                f"{sign * _median(recent):.6g}, is already {past} the threshold {threshold:g}"],
+            **base)
+    if len(t) < MIN_POINTS or span < MIN_SPAN_S / 60:
+        return Forecast(
+            INSUFFICIENT, False, False, None, None, None, None, None, None, None, None, None,
+            False, None, reasons=[
+                f"insufficient data: {len(t)} points over {span:.3g} min in the window; need "
+                f"{MIN_POINTS} points over {MIN_SPAN_S / 60:g} min"], **base)
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    # Fit both on the first 3/4 of the window and score their forecasts of the last quarter.
+    split = min(max(int(len(t) * (1 - HOLDOUT)), 5), len(t) - 2) - 1  # last index fitted
+    held_t, held_y = t[split + 1:], y[split + 1:]
+    line, slopes, residuals = _theil_sen(t, y, z)
+    noise = _scale(residuals)
+    early_line = _theil_sen(t[:split + 1], y[:split + 1], z)[0]
+    holt, early_holt, holt_errors = _holt(t, y, early_line, noise, split)
+    scores = {f.method: _median(np.abs(held_y - f.at(held_t))) for f in (early_line, early_holt)}
+    # A tie goes to the line: its interval is the narrower, honest one when the trend is straight.
+    fit, errors = (holt, holt_errors) if scores["holt"] < scores["theil-sen"] else (line, residuals)
+    # Is there a trend at all? Kendall's rank statistic needs no straight line, but its variance
+    # must allow for autocorrelated noise; that is measured on the better forecaster's errors,
+    # because a line's residuals on a bending ramp are autocorrelated through misfit, not noise.
+    slope_lo, slope_hi = _sen_bounds(slopes, len(t), z, _lag1(errors, _scale(errors)))
+
+    lookahead = LOOKAHEAD * horizon
+    point, earliest, latest = _crossing(fit, limit, z, lookahead)
+    significant = slope_lo > 0
+    expected = (significant and earliest is not None and earliest <= horizon
+                and point is not None and point <= POINT_WITHIN * horizon)
+
+    def summary(f: _Fit) -> dict:
+        centre, spread = f.at(horizon), z * float(f.sd(horizon))
+        low, high = sorted((sign * (centre - spread), sign * (centre + spread)))
+        return dict(slope_per_minute=sign * f.slope, level=sign * f.level, forecast=sign * centre,
+                    interval_low=low, interval_high=high, holdout_error=scores[f.method])
+
+    chosen = summary(fit)
+    bounds = ", ".join(f"{name} " + (f"beyond {lookahead:g}" if x is None else f"{x:.3g}")
+                       for name, x in (("earliest", earliest), ("latest", latest)))
+    ci = sorted((sign * slope_lo, sign * slope_hi))
+    trend = (f"trend {sign * line.slope:+.3g}/min (Theil-Sen, {confidence:.0%} CI {ci[0]:+.3g} "
+             f"to {ci[1]:+.3g})")
+    crossing = (f"the level is forecast to go {past} {threshold:g} "
+                + (f"in {point:.3g} min" if point is not None else f"not within {lookahead:g} min")
+                + f" ({bounds} min)")
+    if expected:
+        head = (f"breach expected: the {trend} is significant and {crossing}: within the "
+                f"{horizon:g}-min horizon at the earliest")
+    elif not significant:
+        head = f"ok: no significant trend toward {threshold:g}: {trend}"
+    elif point is None:
+        head = (f"ok: the {trend} is significant, but {fit.method}, which forecast the recent "
+                f"past better, has the level not reaching {threshold:g} within {lookahead:g} min")
+    else:
+        head = f"ok: {crossing}: not within the {horizon:g}-min horizon; {trend}"
+    reasons = [
+        head,
+        f"method: {fit.method} (median error forecasting the last {len(held_t)} points: "
+        f"theil-sen {scores['theil-sen']:.3g}, holt {scores['holt']:.3g}); level now "
+        f"{chosen['level']:.6g}, {chosen['slope_per_minute']:+.3g}/min, {chosen['forecast']:.6g} "
+        f"in {horizon:g} min ({confidence:.0%} interval {chosen['interval_low']:.6g} to "
+        f"{chosen['interval_high']:.6g}); noise ±{noise:.3g}; {len(t)} points over {span:.3g} min",
+    ]
+    return Forecast(
+        EXPECTED if expected else OK, expected, False, point, earliest, latest, fit.method,
+        chosen["slope_per_minute"], chosen["level"], chosen["forecast"], chosen["interval_low"],
+        chosen["interval_high"], significant, noise,
+        candidates={f.method: summary(f) for f in (line, holt)}, reasons=reasons, **base)
+
+
+def run_batch(lines: Iterable[str], out: TextIO, horizon_minutes: float = 30.0) -> int:
+    """`atge forecast --batch`: one JSON series per line in, one JSON forecast per line out.
+
+    In:  {"id": ..., "threshold": 250, "timestamps": [unix s, ...], "values": [number or null, ...],
+          optional "direction": "above"|"below", "now": unix s, "horizon_minutes": M}
+    Out: {"id": ..., "breach_expected": ..., "minutes_to_threshold": ..., "status": ...,
+    <other Forecast fields>, "error": null}, or for a line that cannot be forecast {"id": ...,
+    "error": "...", "status": null, "breach_expected": false, "breached_now": false, "alert": false,
+    "minutes_to_threshold": null}. Blank lines are skipped; returns the number of error lines.
+    """
+    errors = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        row_id = None
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("expected a JSON object")
+            row_id = row.get("id")
+            missing = [k for k in ("timestamps", "values") if not isinstance(row.get(k), list)]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} must be a list of numbers")
+            if "threshold" not in row:
+                raise ValueError("threshold is missing")
+            horizon = row.get("horizon_minutes", horizon_minutes)
+            if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real):
+                raise ValueError(f"horizon_minutes must be a number, got {horizon!r}")
+            f = forecast(row["timestamps"], row["values"], row["threshold"], horizon * 60.0,
+                         direction=row.get("direction", ABOVE), now=row.get("now")).as_dict()
+            result = {"id": row_id, "breach_expected": f.pop("breach_expected"),
+                      "minutes_to_threshold": f.pop("minutes_to_threshold"), **f, "error": None}
+            text = json.dumps(result, allow_nan=False)
+        except Exception as exc:  # one bad line must not cost the rest of the batch
+            errors += 1
+            failed = {"id": row_id, "error": f"line {number}: {type(exc).__name__}: {exc}",
+                      "status": None, "breach_expected": False, "breached_now": False,
+                      "alert": False, "minutes_to_threshold": None}
+            try:
+                text = json.dumps(failed, allow_nan=False)
+            except ValueError:  # the id itself holds a NaN: keep the line strict JSON
+                text = json.dumps({**failed, "id": str(row_id)})
+        out.write(text + "\n")
+    return errors

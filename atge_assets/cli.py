@@ -115,6 +115,14 @@ def cmd_changepoints(args) -> int:
     return _batch(args.batch, run_batch)
 
 
+def cmd_forecast(args) -> int:
+    from atge_assets.core.forecast import run_batch
+
+    if not (0 < args.horizon_minutes <= 7 * 24 * 60):
+        return _die("--horizon-minutes must be between 0 and 10080")
+    return _batch(args.batch, lambda src, out: run_batch(src, out, args.horizon_minutes))
+
+
 # -- up ----------------------------------------------------------------------------------------
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> bool:
     import httpx
@@ -267,10 +275,31 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("changepoints", help="change points of series, JSONL in and out")
     c.add_argument("--batch", required=True, help="JSONL file, or - for stdin")
     c.set_defaults(func=cmd_changepoints)
+    f = sub.add_parser("forecast", help="predicted threshold breaches of series, JSONL in and out")
+    f.add_argument("--batch", required=True, help="JSONL file, or - for stdin")
+    f.add_argument("--horizon-minutes", type=float, default=30.0)
+    f.set_defaults(func=cmd_forecast)
+    for name, (_, _, helptext) in DELEGATED.items():
+        sub.add_parser(name, help=helptext + f" (see `atge {name} --help`)", add_help=False)
     return p
 
 
+# Commands whose modules own their argument parsing (each imports only what it needs).
+DELEGATED = {
+    "loadtest": ("atge_assets.core.loadgen", "cli_main",
+                 "load test a URL: closed (--users) or open (--rate) model"),
+    "abtest": ("atge_assets.core.abtest", "cli_main",
+               "A/B tests of model variants: analyze, assign, simulate"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module, func, _ = DELEGATED[argv[0]]
+        return getattr(importlib.import_module(module), func)(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -37,10 +37,14 @@ class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], state: SandboxState, token: str = DEFAULT_TOKEN):
+    def __init__(self, addr: tuple[str, int], state: SandboxState, token: str = DEFAULT_TOKEN,
+                 extensions: list | None = None):
+        from atge_assets.sandbox.extensions import default_extensions
+
         super().__init__(addr, Handler)
         self.state = state
         self.token = token
+        self.extensions = default_extensions() if extensions is None else extensions
 
     @property
     def base_url(self) -> str:
@@ -102,6 +106,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
+            for handle in self.server.extensions:
+                if handle(self, method, path, query):
+                    return None
             m = _APP.match(path)
             if m:
                 return self._app(method, m["dep"], m["path"])

@@ -1,10 +1,18 @@
 """The code location: assets, the deployment sensor, the trends schedule, resources from the env."""
 
+import os
+
 import dagster as dg
 
+from atge_assets.defs.abtest import assets as abtest_assets
+from atge_assets.defs.abtest.resources import ExperimentsResource
+from atge_assets.defs.abtest.sensors import build_ab_test_sensor
 from atge_assets.defs.deployments import assets as deployment_assets
 from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.defs.deployments.sensors import build_deployment_sensor
+from atge_assets.defs.release import assets as release_assets
+from atge_assets.defs.release.resources import notifier_from_env
+from atge_assets.defs.release.sensors import run_failure_notifier
 from atge_assets.defs.resources import HistoryResource, VercelResource
 from atge_assets.defs.trends import assets as trend_assets
 from atge_assets.defs.trends.schedules import build_trends_schedule
@@ -14,9 +22,11 @@ from atge_assets.settings import Settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     s = settings or Settings.from_env()
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([deployment_assets, trend_assets]),
-        jobs=[deployment_assets.benchmark_job, trend_assets.trends_job],
-        sensors=[build_deployment_sensor(s.sensor_interval_s, s.lookback_hours)],
+        assets=dg.load_assets_from_modules(
+            [deployment_assets, release_assets, trend_assets, abtest_assets]),
+        jobs=[deployment_assets.benchmark_job, trend_assets.trends_job, abtest_assets.ab_test_job],
+        sensors=[build_deployment_sensor(s.sensor_interval_s, s.lookback_hours),
+                 run_failure_notifier, build_ab_test_sensor(s.ab_interval_s)],
         schedules=[build_trends_schedule(s.trends_cron)],
         resources={
             "vercel": VercelResource(
@@ -31,7 +41,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 baseline_deployments=s.baseline_deployments, allowed_hosts=s.allowed_hosts,
                 suite_json=s.suite_json,
             ),
-            "policy": ReleasePolicyResource(dry_run=s.dry_run),
+            "policy": ReleasePolicyResource(dry_run=s.dry_run, auto_promote=s.auto_promote,
+                                            smoke_json=s.smoke_json),
+            "notifier": notifier_from_env(dict(os.environ)),
+            "experiments": ExperimentsResource(
+                experiments_file=s.experiments_file, sandbox_url=s.sandbox_url,
+                results_csv=s.ab_results_csv, auto_promote=s.ab_auto_promote,
+                promotion_url=s.ab_promotion_url,
+            ),
         },
     )
 

@@ -70,9 +70,17 @@ class Settings:
     baseline_deployments: int = 3
     suite_json: str | None = None
     dry_run: bool = False
+    auto_promote: bool = True
+    smoke_json: str | None = None
     sensor_interval_s: int = 10
     lookback_hours: float = 24.0
     trends_cron: str = "0 * * * *"
+    sandbox_url: str | None = None
+    experiments_file: str | None = None
+    ab_results_csv: str | None = None
+    ab_auto_promote: bool = True
+    ab_promotion_url: str | None = None
+    ab_interval_s: int = 900
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -92,7 +100,15 @@ class Settings:
             baseline_deployments=_num(env, "ATGE_BASELINE_DEPLOYMENTS", 3, int, 1, 100),
             suite_json=env.get("ATGE_SUITE_JSON") or None,
             dry_run=_bool(env, "ATGE_DRY_RUN", False),
+            auto_promote=_bool(env, "ATGE_AUTO_PROMOTE", True),
+            smoke_json=env.get("ATGE_SMOKE_JSON") or None,
             sensor_interval_s=_num(env, "ATGE_SENSOR_INTERVAL_S", 10, int, 1, 86400),
             lookback_hours=_num(env, "ATGE_LOOKBACK_HOURS", 24.0, float, 0.0, 24.0 * 365),
             trends_cron=env.get("ATGE_TRENDS_CRON") or "0 * * * *",
+            sandbox_url=env.get("ATGE_SANDBOX_URL") or None,
+            experiments_file=env.get("ATGE_EXPERIMENTS_FILE") or None,
+            ab_results_csv=env.get("ATGE_AB_RESULTS_CSV") or None,
+            ab_auto_promote=_bool(env, "ATGE_AB_AUTO_PROMOTE", True),
+            ab_promotion_url=env.get("ATGE_AB_PROMOTION_URL") or None,
+            ab_interval_s=_num(env, "ATGE_AB_INTERVAL_S", 900, int, 10, 86400),
         )

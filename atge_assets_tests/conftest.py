@@ -53,6 +53,7 @@ def instance(tmp_path):
 @pytest.fixture
 def resources(sandbox, history_url):
     from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
+    from atge_assets.defs.release.resources import NotifierResource
     from atge_assets.defs.resources import HistoryResource, VercelResource
 
     return {
@@ -61,6 +62,7 @@ def resources(sandbox, history_url):
         "history": HistoryResource(url=history_url),
         "benchmark": BenchmarkResource(samples=12, warmup=1, baseline_scale=0.005),
         "policy": ReleasePolicyResource(dry_run=False),
+        "notifier": NotifierResource(),
     }
 
 

@@ -111,8 +111,12 @@ def plan_rollback(
     known_good_id: str | None,
     existing: dict | None,
     dry_run: bool,
+    smoke_failed: Sequence[str] = (),
 ) -> RollbackPlan:
-    """Decide what the rollback asset does. Every path returns a reason a person can read."""
+    """Decide what the rollback asset does. Every path returns a reason a person can read.
+
+    A regression beyond the threshold, or a failed smoke test, on the live deployment rolls back.
+    """
     if existing and existing["status"] == "done":
         return RollbackPlan("skipped", f"already rolled back to {existing['rollback_to']}",
                             existing["rollback_to"])
@@ -121,20 +125,23 @@ def plan_rollback(
             return RollbackPlan("finish", "an earlier attempt's rollback took effect "
                                 f"(production is {production_id})", existing["rollback_to"])
         return RollbackPlan("rollback", "retrying an unfinished rollback", existing["rollback_to"])
-    if verdict is None:
+    if verdict is None and not smoke_failed:
         return RollbackPlan("skipped", "no comparison recorded for this deployment")
-    if verdict != judge_mod.REGRESSED:
+    if verdict == judge_mod.REGRESSED:
+        why = "regressed beyond the threshold"
+    elif smoke_failed:
+        why = f"smoke tests failed: {', '.join(smoke_failed)}"
+    else:
         return RollbackPlan("kept", f"verdict is {verdict}: no regression beyond the threshold")
     if target != "production":
-        return RollbackPlan("skipped", "regressed, but a preview deployment is never live: "
+        return RollbackPlan("skipped", f"{why}, but a preview deployment is never live: "
                             "nothing to roll back")
     if production_id != deployment_id:
-        return RollbackPlan("skipped", f"regressed, but it is no longer production "
+        return RollbackPlan("skipped", f"{why}, but it is no longer production "
                             f"(production is {production_id})")
     if known_good_id is None:
-        return RollbackPlan("skipped", "regressed, but there is no known-good production "
+        return RollbackPlan("skipped", f"{why}, but there is no known-good production "
                             "deployment to return to")
     if dry_run:
-        return RollbackPlan("would_roll_back", "regressed; dry run: would roll back",
-                            known_good_id)
-    return RollbackPlan("rollback", "regressed beyond the threshold", known_good_id)
+        return RollbackPlan("would_roll_back", f"{why}; dry run: would roll back", known_good_id)
+    return RollbackPlan("rollback", why, known_good_id)

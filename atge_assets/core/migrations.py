@@ -5,7 +5,7 @@ Dagster's own storage, which already owns an `alembic_version` table, and eight 
 need a migration framework's script directory. The rules:
 - a fresh database gets the current schema in one `create_all` and is stamped with the newest
   version (as `alembic stamp head` would);
-- an older database gets each later step, in order, each in its own transaction with its stamp;
+- an older database gets each step it has not had, in order, with its stamp;
 - on Postgres an advisory lock serialises migrators, so N processes starting at once are safe;
   on SQLite the file lock does it, and a loser of the race simply retries.
 To change the schema: edit the tables in store.py AND append a step here that brings an existing
@@ -29,9 +29,39 @@ def _v2_ab_test_results(conn: sa.Connection) -> None:
     ab_test_results.create(conn, checkfirst=True)
 
 
+def _v3_monitoring(conn: sa.Connection) -> None:
+    from atge_assets.core.store import healing_actions, system_metrics
+
+    system_metrics.create(conn, checkfirst=True)
+    healing_actions.create(conn, checkfirst=True)
+
+
+def _v4_ab_promotions(conn: sa.Connection) -> None:
+    from atge_assets.core.store import ab_promotions
+
+    ab_promotions.create(conn, checkfirst=True)
+
+
+def _v6_release_gate(conn: sa.Connection) -> None:
+    from atge_assets.core.store import promotions, smoke_results
+
+    smoke_results.create(conn, checkfirst=True)
+    promotions.create(conn, checkfirst=True)
+
+
+def _v5_load_tests(conn: sa.Connection) -> None:
+    from atge_assets.core.store import load_tests
+
+    load_tests.create(conn, checkfirst=True)
+
+
 # (version, description, step). Version 1 is the first schema (all tables but the A/B results).
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (2, "einstein_ab_test_results", _v2_ab_test_results),
+    (3, "system_metrics and healing_actions", _v3_monitoring),
+    (4, "ab_promotions", _v4_ab_promotions),
+    (5, "load_tests", _v5_load_tests),
+    (6, "smoke_results and promotions", _v6_release_gate),
 ]
 
 
@@ -68,14 +98,18 @@ def _migrate_once(engine: sa.Engine, metadata: sa.MetaData) -> int:
                 f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
                 "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at FLOAT NOT NULL)"))
             metadata.create_all(conn, checkfirst=True)
-            _stamp(conn, head(), "current schema created")
+            for v in sorted({1, *(v for v, _, _ in MIGRATIONS)}):
+                _stamp(conn, v, "current schema created")
             return head()
+        # Every step not yet applied, in order: steps can land out of order across branches,
+        # and each is idempotent (checkfirst), so a gap below the newest stamp is filled too.
+        applied = set(conn.execute(sa.text(f"SELECT version FROM {VERSION_TABLE}")).scalars())
         for v, description, step in sorted(MIGRATIONS, key=lambda m: m[0]):
-            if v > version:
+            if v not in applied:
                 step(conn)
                 _stamp(conn, v, description)
-                version = v
-        return version
+                applied.add(v)
+        return max(applied)
 
 
 def _stamp(conn: sa.Connection, version: int, description: str) -> None:

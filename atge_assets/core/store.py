@@ -149,6 +149,110 @@ ab_test_results = sa.Table(
     sa.Column("timestamp", sa.Float, nullable=False),  # epoch seconds
 )
 
+# One row per (experiment, winning variant): the primary key makes a promotion happen at most once.
+# status: awaiting (auto-promotion off) -> pending (claimed, hook being called) -> done; failed.
+ab_promotions = sa.Table(
+    "ab_promotions", md,
+    sa.Column("experiment", sa.String(128), primary_key=True),
+    sa.Column("variant_id", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("split", sa.Text, nullable=False),  # JSON {variant_id: percent}
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text),  # the hook's answer or error
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+smoke_results = sa.Table(
+    "smoke_results", md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment_id", sa.String(128), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("ms", sa.Float),
+    sa.Column("reasons", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# One row per promoted deployment: as `rollbacks`, the primary key makes promotion at most once.
+promotions = sa.Table(
+    "promotions", md,
+    sa.Column("deployment_id", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending -> done
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("done_at", sa.Float),
+)
+
+# One row per load-test stage: its load, counts, latency summary, verdict and encoded histogram
+# (HdrHistogram's base64 form, so stages can be re-merged or re-summarised later). The run's
+# capacity recommendation is repeated on each of its rows: a few rows per run, one query to read.
+load_tests = sa.Table(
+    "load_tests", md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment_id", sa.String(128), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("stage", sa.Integer, nullable=False),  # 0, 1, ... in order of load
+    sa.Column("model", sa.String(16), nullable=False),  # closed (users) or open (rate)
+    sa.Column("users", sa.Integer, nullable=False),
+    sa.Column("rate", sa.Float),  # open model: offered requests/s
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Column("error_rate", sa.Float, nullable=False),
+    sa.Column("rps", sa.Float, nullable=False),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("avg_ms", sa.Float),
+    sa.Column("p50_ms", sa.Float),
+    sa.Column("p95_ms", sa.Float),
+    sa.Column("p99_ms", sa.Float),
+    sa.Column("max_ms", sa.Float),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("failures", sa.Text, nullable=False),  # JSON list of the thresholds missed
+    sa.Column("shards", sa.Integer, nullable=False),
+    sa.Column("histogram", sa.Text),
+    sa.Column("desired_replicas", sa.Integer),
+    sa.Column("recommendation", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# System metrics as read by the monitoring intake, one row per sample. The unique key lets an
+# intake that overlaps the previous one (or runs twice) insert each sample once.
+system_metrics = sa.Table(
+    "system_metrics", md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("timestamp", sa.Float, nullable=False),  # epoch seconds of the sample
+    sa.Column("source", sa.String(32), nullable=False),  # prometheus or json
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("target", "metric", "source", "timestamp", name="uq_system_metrics_sample"),
+    sa.Index("ix_system_metrics_series", "target", "metric", "timestamp"),
+)
+
+# Every self-healing decision that did or would do something, or was held back, with why.
+# outcome: pending -> done | failed; dry_run; cooldown, capped, unsupported (held back).
+healing_actions = sa.Table(
+    "healing_actions", md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("forecast", sa.Text, nullable=False),  # JSON: the forecast acted on
+    sa.Column("params", sa.Text, nullable=False),  # JSON: what the provider was asked
+    sa.Column("detail", sa.Text, nullable=False),  # the provider's answer, the error, or why not
+    sa.Column("evaluation", sa.String(128), nullable=False),  # which forecast run prompted it
+    sa.Column("finished_at", sa.Float),
+    sa.Index("ix_healing_actions_target_time", "target", "created_at"),
+)
+
 ACCEPTED = ("pass", "improved")
 
 
@@ -345,6 +449,18 @@ class HistoryStore:
             conn.execute(deployments.update().where(deployments.c.id == deployment_id)
                          .values(verdict=overall, verdict_at=now))
 
+    def latest_comparison_rows(self, deployment_id: str) -> list[dict]:
+        """The per-metric rows of the deployment's latest comparison run."""
+        latest = (sa.select(sa.func.max(comparisons.c.id))
+                  .where(comparisons.c.deployment_id == deployment_id).scalar_subquery())
+        run = sa.select(comparisons.c.run_id).where(comparisons.c.id == latest).scalar_subquery()
+        q = (sa.select(comparisons.c.metric, comparisons.c.current_ms, comparisons.c.baseline_ms,
+                       comparisons.c.change, comparisons.c.verdict)
+             .where(comparisons.c.deployment_id == deployment_id)
+             .where(comparisons.c.run_id == run).order_by(comparisons.c.id))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     # -- rollbacks -------------------------------------------------------------------------------
     def claim_rollback(self, deployment_id: str, rollback_to: str, run_id: str) -> dict | None:
         """Insert the pending rollback row; return the existing row instead if there is one."""
@@ -381,6 +497,54 @@ class HistoryStore:
                 decisions.c.deployment_id == deployment_id).order_by(decisions.c.id))
             return [dict(r._mapping) for r in rows]
 
+    # -- release gate ----------------------------------------------------------------------------
+    def record_smoke(self, deployment_id: str, run_id: str, results: Iterable[dict]) -> None:
+        now = time.time()
+        rows = [dict(deployment_id=deployment_id, run_id=run_id, name=r["name"],
+                     passed=bool(r["passed"]), status=r.get("status"), ms=r.get("ms"),
+                     reasons=json.dumps(r.get("reasons") or []), created_at=now) for r in results]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(smoke_results.insert(), rows)
+
+    def latest_smoke(self, deployment_id: str) -> dict[str, dict]:
+        """The latest result of each smoke test of the deployment, by name."""
+        q = (sa.select(smoke_results).where(smoke_results.c.deployment_id == deployment_id)
+             .order_by(smoke_results.c.id))
+        with self.engine.connect() as conn:
+            return {r.name: dict(r._mapping) for r in conn.execute(q)}
+
+    def claim_promotion(self, deployment_id: str, run_id: str) -> dict | None:
+        """Insert the pending promotion row; return the existing row instead if there is one."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(promotions.insert().values(
+                    deployment_id=deployment_id, run_id=run_id, status="pending",
+                    created_at=time.time()))
+            return None
+        except IntegrityError:
+            return self.promotion_for(deployment_id)
+
+    def promotion_for(self, deployment_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(promotions).where(
+                promotions.c.deployment_id == deployment_id)).first()
+        return dict(row._mapping) if row else None
+
+    def finish_promotion(self, deployment_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(promotions.update().where(promotions.c.deployment_id == deployment_id)
+                         .values(status="done", done_at=time.time()))
+
+    def last_decision(self, decision: str, target: str = "production") -> dict | None:
+        """The newest decision of a kind among deployments of a target (e.g. the last rollback)."""
+        q = (sa.select(decisions).join(deployments, deployments.c.id == decisions.c.deployment_id)
+             .where(decisions.c.decision == decision).where(deployments.c.target == target)
+             .order_by(decisions.c.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return dict(row._mapping) if row else None
+
     def record_rejected(self, source: str, details: Iterable[str]) -> None:
         rows = [dict(source=source, detail=d[:4000], created_at=time.time()) for d in details]
         if rows:
@@ -409,6 +573,183 @@ class HistoryStore:
             q = q.where(t.c.experiment == experiment)
         if since is not None:
             q = q.where(t.c.timestamp >= since)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def ab_latest_timestamp(self, experiment: str) -> float | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(ab_test_results.c.timestamp)).where(
+                ab_test_results.c.experiment == experiment)).scalar()
+
+    def ab_signal_keys(self, experiment: str, since: float | None = None) -> set[tuple[str, str]]:
+        """(signal_id, outcome) of the experiment's stored rows: what an intake must not repeat."""
+        t = ab_test_results
+        q = sa.select(t.c.signal_id, t.c.outcome).where(t.c.experiment == experiment)
+        if since is not None:
+            q = q.where(t.c.timestamp >= since)
+        with self.engine.connect() as conn:
+            return {(s, o) for s, o in conn.execute(q)}
+
+    def ab_promotion(self, experiment: str, variant_id: str) -> dict | None:
+        t = ab_promotions
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.experiment == experiment)
+                               .where(t.c.variant_id == variant_id)).first()
+        return dict(row._mapping) if row else None
+
+    def ab_promotions_of(self, experiment: str) -> list[dict]:
+        t = ab_promotions
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(t).where(t.c.experiment == experiment).order_by(t.c.created_at))]
+
+    def await_ab_promotion(self, experiment: str, variant_id: str, split: dict, reason: str,
+                           run_id: str) -> dict:
+        """Record a winner waiting for someone to promote it (a no-op when already recorded)."""
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(ab_promotions.insert().values(
+                    experiment=experiment, variant_id=variant_id, status="awaiting",
+                    split=json.dumps(split), reason=reason, run_id=run_id, created_at=now,
+                    updated_at=now))
+        except IntegrityError:
+            pass
+        return self.ab_promotion(experiment, variant_id)
+
+    def claim_ab_promotion(self, experiment: str, variant_id: str, split: dict, reason: str,
+                           run_id: str, stale_after_s: float = 600.0) -> bool:
+        """Take the right to call the promotion hook; False when another run holds it or it is
+        done. A failed attempt, an awaiting winner and a claim left pending by a crashed run
+        (after `stale_after_s`) can be taken again: setting a split twice is harmless."""
+        now = time.time()
+        t = ab_promotions
+        values = dict(status="pending", split=json.dumps(split), reason=reason, run_id=run_id,
+                      updated_at=now)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(t.insert().values(experiment=experiment, variant_id=variant_id,
+                                               created_at=now, **values))
+            return True
+        except IntegrityError:
+            pass
+        takeable = sa.or_(t.c.status.in_(("awaiting", "failed")),
+                          sa.and_(t.c.status == "pending", t.c.updated_at < now - stale_after_s))
+        with self.engine.begin() as conn:
+            return conn.execute(t.update().where(t.c.experiment == experiment)
+                                .where(t.c.variant_id == variant_id).where(takeable)
+                                .values(**values)).rowcount == 1
+
+    def finish_ab_promotion(self, experiment: str, variant_id: str, status: str,
+                            detail: str = "") -> None:
+        t = ab_promotions
+        with self.engine.begin() as conn:
+            conn.execute(t.update().where(t.c.experiment == experiment)
+                         .where(t.c.variant_id == variant_id)
+                         .values(status=status, detail=detail, updated_at=time.time()))
+
+    # -- load tests ------------------------------------------------------------------------------
+    def record_load_test(self, deployment_id: str, run_id: str, stages: Sequence[dict],
+                         desired_replicas: int | None = None,
+                         recommendation: str | None = None) -> None:
+        """One row per stage (keys: the columns of load_tests; `failures` a list), in one
+        transaction, so a run's stages are all there or none is."""
+        now = time.time()
+        cols = {c.name for c in load_tests.columns} - {"id", "created_at"}
+        rows = [{**{c: st.get(c) for c in cols}, "deployment_id": deployment_id,
+                 "run_id": run_id, "stage": i, "failures": json.dumps(st.get("failures") or []),
+                 "passed": bool(st.get("passed")), "shards": int(st.get("shards") or 1),
+                 "desired_replicas": desired_replicas, "recommendation": recommendation,
+                 "created_at": now} for i, st in enumerate(stages)]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(load_tests.insert(), rows)
+
+    def load_tests_for(self, deployment_id: str) -> list[dict]:
+        """Every stage row of the deployment, oldest run first, stages in order."""
+        q = (sa.select(load_tests).where(load_tests.c.deployment_id == deployment_id)
+             .order_by(load_tests.c.id))
+        with self.engine.connect() as conn:
+            out = [dict(r._mapping) for r in conn.execute(q)]
+        for r in out:
+            r["failures"] = json.loads(r["failures"])
+        return out
+
+    # -- system metrics and self-healing ---------------------------------------------------------
+    def record_metric_samples(self, rows: Sequence[dict]) -> int:
+        """Insert samples ({target, metric, value, timestamp, source}); those already stored are
+        skipped. Returns how many were new."""
+        if not rows:
+            return 0
+        t = system_metrics
+        now = time.time()
+        keys = {(r["target"], r["metric"], r["source"]) for r in rows}
+        lo, hi = min(r["timestamp"] for r in rows), max(r["timestamp"] for r in rows)
+        with self.engine.begin() as conn:
+            have = set(conn.execute(
+                sa.select(t.c.target, t.c.metric, t.c.source, t.c.timestamp)
+                .where(t.c.timestamp >= lo).where(t.c.timestamp <= hi)
+                .where(t.c.metric.in_({k[1] for k in keys}))).all())
+            new = [dict(target=r["target"], metric=r["metric"], value=float(r["value"]),
+                        timestamp=float(r["timestamp"]), source=r["source"], created_at=now)
+                   for r in rows
+                   if (r["target"], r["metric"], r["source"], float(r["timestamp"])) not in have]
+            new = list({(r["target"], r["metric"], r["source"], r["timestamp"]): r
+                        for r in new}.values())
+            if new:
+                # A concurrent intake may have stored some since we looked: skip, do not fail.
+                if conn.dialect.name == "postgresql":
+                    from sqlalchemy.dialects.postgresql import insert
+                else:
+                    from sqlalchemy.dialects.sqlite import insert
+                conn.execute(insert(t).on_conflict_do_nothing(), new)
+        return len(new)
+
+    def last_metric_timestamps(self, target: str, source: str) -> dict[str, float]:
+        t = system_metrics
+        q = (sa.select(t.c.metric, sa.func.max(t.c.timestamp)).where(t.c.target == target)
+             .where(t.c.source == source).group_by(t.c.metric))
+        with self.engine.connect() as conn:
+            return {m: ts for m, ts in conn.execute(q)}
+
+    def metric_series(self, target: str, metric: str, since: float, until: float
+                      ) -> tuple[list[float], list[float]]:
+        """(timestamps, values) of one metric in (since, until], oldest first, all sources."""
+        t = system_metrics
+        q = (sa.select(t.c.timestamp, t.c.value).where(t.c.target == target)
+             .where(t.c.metric == metric).where(t.c.timestamp > since)
+             .where(t.c.timestamp <= until).order_by(t.c.timestamp))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def prune_metric_samples(self, before: float) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(system_metrics.delete()
+                                .where(system_metrics.c.timestamp < before)).rowcount
+
+    def record_healing_action(self, **fields) -> int:
+        cols = {c.name for c in healing_actions.columns} - {"id"}
+        with self.engine.begin() as conn:
+            return conn.execute(healing_actions.insert().values(
+                **{k: v for k, v in fields.items() if k in cols})).inserted_primary_key[0]
+
+    def finish_healing_action(self, action_id: int, outcome: str, detail: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(healing_actions.update().where(healing_actions.c.id == action_id)
+                         .values(outcome=outcome, detail=detail, finished_at=time.time()))
+
+    def healing_actions(self, *, target: str | None = None, since: float | None = None,
+                        limit: int | None = None) -> list[dict]:
+        """Records, newest first."""
+        t = healing_actions
+        q = sa.select(t).order_by(t.c.created_at.desc(), t.c.id.desc())
+        if target is not None:
+            q = q.where(t.c.target == target)
+        if since is not None:
+            q = q.where(t.c.created_at >= since)
+        if limit is not None:
+            q = q.limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 

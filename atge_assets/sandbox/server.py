@@ -36,6 +36,8 @@ _APP = re.compile(r"^/d/(?P<dep>[A-Za-z0-9_]+)(?P<path>/.*)$")
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A load test opens hundreds of connections at once; the default backlog of 5 drops them.
+    request_queue_size = 1024
 
     def __init__(self, addr: tuple[str, int], state: SandboxState, token: str = DEFAULT_TOKEN,
                  extensions: list | None = None):

@@ -118,7 +118,7 @@ def test_migrations_are_idempotent_and_upgrade_old_databases(tmp_path, monkeypat
     assert third.schema_version == head + 1
     with third.engine.connect() as conn:
         versions = conn.execute(sa.text("SELECT version FROM atge_schema_version")).scalars().all()
-    assert sorted(versions) == list(range(1, head + 2))
+    assert sorted(versions) == [1] + sorted(v for v, _, _ in migrations.MIGRATIONS)
     assert sa.inspect(third.engine).has_table("extra_notes")
 
 

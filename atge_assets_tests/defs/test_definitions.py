@@ -28,7 +28,8 @@ def test_sensor_and_schedule_start_running():
     graph = defs.resolve_asset_graph()
     deps = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
             for k in graph.get_all_asset_keys()}
-    assert deps["rollback"] == {"baseline_comparison"}
+    assert deps["rollback"] == {"baseline_comparison", "smoke_tests"}
+    assert deps["promotion"] == {"baseline_comparison", "smoke_tests"}
     assert deps["baseline_comparison"] == {"benchmark_timings", "baseline"}
     assert deps["performance_trends"] == {"benchmark_timings"}
 

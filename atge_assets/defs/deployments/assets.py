@@ -11,8 +11,10 @@ import time
 import dagster as dg
 
 from atge_assets.core import compare as cmp
+from atge_assets.core import notify
 from atge_assets.core import judge as judge_mod
 from atge_assets.core.providers.base import READY, Deployment, MalformedPayload, ProviderError
+from atge_assets.core.store import ACCEPTED
 from atge_assets.core.timing import (
     CANDIDATE,
     REFERENCE,
@@ -23,6 +25,7 @@ from atge_assets.core.timing import (
 )
 from atge_assets.defs.deployments.partitions import deployments_partitions
 from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
+from atge_assets.defs.release.resources import NotifierResource
 from atge_assets.defs.resources import HistoryResource, VercelResource
 
 GROUP = "deployments"
@@ -49,6 +52,21 @@ def _resolve(context, client, allowed: list[str], store, dep_id: str) -> Deploym
     return dep
 
 
+def _reference_id(client, store, dep: Deployment) -> str | None:
+    """What the candidate is measured against: the live production deployment when it is known
+    good; else the newest known-good production deployment (created before the candidate, when
+    the candidate is itself production). Never a live deployment that failed its own judgement."""
+    live = client.production_deployment_id()
+    if live and live != dep.id:
+        row = store.deployment(live)
+        if row is None or row.verdict in ACCEPTED:  # unknown to us: a fresh install's baseline
+            return live
+    row = store.deployment(dep.id)
+    before = row.created_ms if dep.target == "production" else 2**62
+    good = [g for g in store.known_good_production(before, 2) if g.id != dep.id]
+    return good[0].id if good else None
+
+
 def _targets(context, vercel: VercelResource, benchmark: BenchmarkResource, store,
              reference_id: str | None = None, find_reference: bool = True
              ) -> tuple[Deployment, Deployment | None]:
@@ -61,13 +79,7 @@ def _targets(context, vercel: VercelResource, benchmark: BenchmarkResource, stor
         allowed = client.allowed_hosts() + list(benchmark.allowed_hosts)
         dep = _resolve(context, client, allowed, store, context.partition_key)
         if reference_id is None and find_reference:
-            live = client.production_deployment_id()
-            if live and live != dep.id:
-                reference_id = live
-            else:
-                row = store.deployment(dep.id)
-                good = store.known_good_production(row.created_ms, 1) if row else []
-                reference_id = good[0].id if good else None
+            reference_id = _reference_id(client, store, dep)
         if reference_id is None:
             return dep, None
         try:
@@ -213,6 +225,7 @@ def baseline_comparison(
     vercel: VercelResource,
     history: HistoryResource,
     benchmark: BenchmarkResource,
+    notifier: NotifierResource,
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = history.store()
@@ -251,6 +264,17 @@ def baseline_comparison(
                     for m, b in base.items()}
     overall = cmp.overall_verdict(rows)
     store.record_comparison(dep_id, context.run_id, rows, overall)
+    # The plan's quick win: a metric above its absolute limit (e.g. end-to-end over 30 s, scaled
+    # like the static baselines) alerts whatever the comparison says.
+    limits = {m.name: suite.static_baseline_ms(m.name) * (1 + m.threshold) for m in suite.metrics}
+    alerts = notify.perf_alert_events(
+        dep_id, [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
+                  "verdict": r["verdict"]} for r in rows], limits,
+        run_url=notifier.run_url(context.run_id), run_id=context.run_id)
+    for event in alerts:
+        context.log.warning(event.title)
+        for d in notifier.send(event, store.engine):
+            context.log.info(f"notification: {d}")
     lines = [f"**{dep_id}: {overall}**", ""]
     table = []
     for r in rows:
@@ -275,6 +299,7 @@ def baseline_comparison(
         "reasons": dg.MetadataValue.md("\n".join(lines)),
         "rounds": dg.MetadataValue.md("\n".join(
             f"{r['round']}. {r['samples']} samples: {r['verdicts']}" for r in rounds)),
+        "alerts": dg.MetadataValue.md("\n".join(f"- {e.title}" for e in alerts) or "none"),
         "max_change_pct": max((r["change"] * 100 for r in rows if r["change"] is not None),
                               default=None) or 0.0,
     })
@@ -283,16 +308,19 @@ def baseline_comparison(
 @dg.asset(
     partitions_def=deployments_partitions,
     group_name=GROUP,
-    deps=[baseline_comparison],
+    # smoke_tests lives in the release domain; named by key to keep the import one-way.
+    deps=[baseline_comparison, dg.AssetKey("smoke_tests")],
     kinds={"python"},
     description="Rolls the project back to the last known-good production deployment when this "
-    "one is live and regressed. At most once per deployment; every decision recorded.",
+    "one is live and regressed or failed its smoke tests. At most once per deployment; every "
+    "decision recorded and announced.",
 )
 def rollback(
     context: dg.AssetExecutionContext,
     vercel: VercelResource,
     history: HistoryResource,
     policy: ReleasePolicyResource,
+    notifier: NotifierResource,
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = history.store()
@@ -306,6 +334,8 @@ def rollback(
         plan = cmp.plan_rollback(
             deployment_id=dep_id, verdict=dep.verdict, target=dep.target, production_id=production,
             known_good_id=good[0].id if good else None, existing=existing, dry_run=policy.dry_run,
+            smoke_failed=sorted(n for n, r in store.latest_smoke(dep_id).items()
+                                if not r["passed"]),
         )
         action = plan.action
         if action == "rollback":
@@ -324,7 +354,13 @@ def rollback(
             action = "rolled_back"
     store.record_decision(dep_id, context.run_id, action, plan.reason, plan.rollback_to)
     context.log.info(f"{dep_id}: {action}: {plan.reason}")
+    # Announced after the decision is recorded: a failing channel cannot block or undo it.
+    deliveries = [str(d) for e in _release_events(store, dep, action, plan, context.run_id, notifier)
+                  for d in notifier.send(e, store.engine)]
+    for d in deliveries:
+        context.log.info(f"notification: {d}")
     return dg.MaterializeResult(metadata={
+        "notifications": dg.MetadataValue.md("\n".join(f"- {d}" for d in deliveries) or "none"),
         "decision": action,
         "reason": plan.reason,
         "rollback_to": plan.rollback_to or "",
@@ -334,9 +370,26 @@ def rollback(
     })
 
 
+def _release_events(store, dep, action: str, plan, run_id: str, notifier: NotifierResource):
+    """A rollback pages; a healthy live deployment after a rollback resolves that page."""
+    metrics = store.latest_comparison_rows(dep.id)
+    run_url = notifier.run_url(run_id)
+    if action == "rolled_back":
+        return [notify.rollback_event(dep.id, plan.rollback_to, plan.reason, metrics=metrics,
+                                      run_url=run_url, run_id=run_id, deployment_url=dep.url)]
+    if action == "kept" and dep.target == "production":
+        last = store.last_decision("rolled_back")
+        if last:
+            incident = notify.rollback_event(last["deployment_id"], last["rollback_to"] or "")
+            return [notify.recovery_event(incident, f"{dep.id} is live and healthy",
+                                          run_url=run_url, run_id=run_id)]
+    return []
+
+
 benchmark_job = dg.define_asset_job(
     "benchmark_deployment",
-    selection=dg.AssetSelection.assets(benchmark_timings, baseline, baseline_comparison, rollback),
+    selection=dg.AssetSelection.assets(benchmark_timings, baseline, baseline_comparison, rollback)
+    | dg.AssetSelection.keys("smoke_tests", "promotion"),
     partitions_def=deployments_partitions,
     # The steps run one after another anyway; one process saves a Python start-up per step.
     executor_def=dg.in_process_executor,

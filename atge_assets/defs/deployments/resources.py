@@ -1,6 +1,8 @@
 """Settings of the per-deployment graph: what to measure and how to act on a regression."""
 
 
+from typing import Optional
+
 import dagster as dg
 
 from atge_assets.core.suite import DEFAULT_SUITE, Suite, metrics_from_json
@@ -31,6 +33,14 @@ class BenchmarkResource(dg.ConfigurableResource):
 
 
 class ReleasePolicyResource(dg.ConfigurableResource):
-    """What the graph may do on its own. `dry_run` records "would roll back" and calls nothing."""
+    """What the graph may do on its own.
+
+    `dry_run` records "would roll back" and calls nothing. `auto_promote` promotes previews that
+    pass; off, a person promotes by materializing `promotion`. `smoke_json` replaces the default
+    smoke tests with a JSON list of `{"name", "path", "method", "body", "expect_status",
+    "expect_keys", "max_ms"}`.
+    """
 
     dry_run: bool = False
+    auto_promote: bool = True
+    smoke_json: Optional[str] = None

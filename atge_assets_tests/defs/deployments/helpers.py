@@ -9,7 +9,9 @@ from atge_assets.defs.deployments.assets import (
 from atge_assets.defs.deployments.partitions import deployments_partitions
 from atge_assets.defs.deployments.sensors import build_deployment_sensor
 
-GRAPH = [benchmark_timings, baseline, baseline_comparison, rollback]
+from atge_assets.defs.release.assets import promotion, smoke_tests  # noqa: E402
+
+GRAPH = [benchmark_timings, baseline, baseline_comparison, smoke_tests, rollback, promotion]
 
 
 def tick(instance, resources, cursor=None):

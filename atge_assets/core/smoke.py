@@ -1,0 +1,104 @@
+"""Smoke tests: does each ATGE endpoint answer, with the right JSON shape, in time?
+
+Pure Python over httpx. A smoke test is a yes/no on one request, unlike the benchmark's
+statistics: a deployment whose /api/health fails is broken whatever its latency.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import httpx
+
+
+class SmokeConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SmokeSpec:
+    name: str
+    path: str
+    method: str = "GET"
+    body: dict | None = None
+    expect_status: int = 200
+    expect_keys: tuple[str, ...] = ()  # top-level JSON keys that must be present
+    max_ms: float = 10_000.0  # before scaling to the sandbox
+
+
+DEFAULT_SMOKE = (
+    SmokeSpec("health", "/api/health", expect_keys=("status",), max_ms=2_000),
+    SmokeSpec("analyze", "/api/einstein/analyze", "POST", {"symbol": "BTC"},
+              expect_keys=("symbol", "signal", "confidence"), max_ms=45_000),
+    SmokeSpec("trade_history", "/api/einstein/trade-history", expect_keys=("trades",),
+              max_ms=5_000),
+)
+
+
+MIN_LIMIT_MS = 250.0
+
+
+@dataclass
+class SmokeResult:
+    name: str
+    passed: bool
+    status: int | None
+    ms: float | None
+    limit_ms: float
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def specs_from_json(text: str) -> tuple[SmokeSpec, ...]:
+    try:
+        raw = json.loads(text)
+        specs = tuple(SmokeSpec(**dict(item, expect_keys=tuple(item.get("expect_keys", ()))))
+                      for item in raw)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise SmokeConfigError(f"smoke tests JSON: {exc}") from None
+    names = [s.name for s in specs]
+    if not specs or len(set(names)) != len(names):
+        raise SmokeConfigError("smoke tests need at least one spec and unique names")
+    for s in specs:
+        if not s.path.startswith("/") or not s.name.replace("_", "").isalnum():
+            raise SmokeConfigError(f"smoke test {s.name!r}: bad name or path {s.path!r}")
+    return specs
+
+
+def run_smoke(base_url: str, spec: SmokeSpec, *, scale: float = 1.0,
+              client: httpx.Client | None = None) -> SmokeResult:
+    # The floor covers network and machine overhead, which does not shrink with a scaled sandbox.
+    limit = max(spec.max_ms * scale, MIN_LIMIT_MS)
+    own = client is None
+    client = client or httpx.Client()
+    try:
+        t0 = time.perf_counter()
+        try:
+            resp = client.request(spec.method, base_url.rstrip("/") + spec.path, json=spec.body,
+                                  timeout=max(1.0, 3 * limit / 1000))
+        except httpx.HTTPError as exc:
+            return SmokeResult(spec.name, False, None, None, limit,
+                               [f"request failed: {type(exc).__name__}"])
+        ms = (time.perf_counter() - t0) * 1000
+    finally:
+        if own:
+            client.close()
+    reasons = []
+    if resp.status_code != spec.expect_status:
+        reasons.append(f"status {resp.status_code}, expected {spec.expect_status}")
+    if spec.expect_keys:
+        try:
+            body = resp.json()
+            missing = [k for k in spec.expect_keys if not isinstance(body, dict) or k not in body]
+            if missing:
+                reasons.append(f"JSON lacks {missing}")
+        except ValueError:
+            reasons.append("answer is not JSON")
+    if ms > limit:
+        reasons.append(f"took {ms:.0f} ms, limit {limit:.0f} ms")
+    return SmokeResult(spec.name, not reasons, resp.status_code, ms, limit,
+                       reasons or ["ok"])

@@ -1,0 +1,1 @@
+"""A/B tests of Einstein's model variants: intake, analysis and promotion per experiment."""

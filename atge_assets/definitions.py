@@ -10,6 +10,10 @@ from atge_assets.defs.abtest.sensors import build_ab_test_sensor
 from atge_assets.defs.deployments import assets as deployment_assets
 from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.defs.deployments.sensors import build_deployment_sensor
+from atge_assets.defs.load import assets as load_assets
+from atge_assets.defs.load.resources import LoadTestResource
+from atge_assets.defs.load.schedules import build_load_schedule
+from atge_assets.defs.load.sensors import build_load_sensor
 from atge_assets.defs.release import assets as release_assets
 from atge_assets.defs.release.resources import notifier_from_env
 from atge_assets.defs.release.sensors import run_failure_notifier
@@ -21,13 +25,17 @@ from atge_assets.settings import Settings
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     s = settings or Settings.from_env()
+    load = LoadTestResource.from_env(s)  # ATGE_LOAD_*
     return dg.Definitions(
         assets=dg.load_assets_from_modules(
-            [deployment_assets, release_assets, trend_assets, abtest_assets]),
-        jobs=[deployment_assets.benchmark_job, trend_assets.trends_job, abtest_assets.ab_test_job],
+            [deployment_assets, release_assets, trend_assets, abtest_assets, load_assets]),
+        jobs=[deployment_assets.benchmark_job, trend_assets.trends_job, abtest_assets.ab_test_job,
+              load_assets.load_test_job],
         sensors=[build_deployment_sensor(s.sensor_interval_s, s.lookback_hours),
-                 run_failure_notifier, build_ab_test_sensor(s.ab_interval_s)],
-        schedules=[build_trends_schedule(s.trends_cron)],
+                 run_failure_notifier, build_ab_test_sensor(s.ab_interval_s),
+                 build_load_sensor(load.trigger, s.sensor_interval_s)],
+        schedules=[build_trends_schedule(s.trends_cron),
+                   build_load_schedule(load.trigger, load.schedule_cron)],
         resources={
             "vercel": VercelResource(
                 token=dg.EnvVar("VERCEL_TOKEN"),
@@ -41,6 +49,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 baseline_deployments=s.baseline_deployments, allowed_hosts=s.allowed_hosts,
                 suite_json=s.suite_json,
             ),
+            "load": load,
             "policy": ReleasePolicyResource(dry_run=s.dry_run, auto_promote=s.auto_promote,
                                             smoke_json=s.smoke_json),
             "notifier": notifier_from_env(dict(os.environ)),

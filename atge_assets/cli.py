@@ -206,6 +206,16 @@ def cmd_up(args) -> int:
             env.setdefault("ATGE_SENSOR_INTERVAL_S", "5")
         elif not env.get("VERCEL_TOKEN") or not env.get("VERCEL_PROJECT_ID"):
             return _die("--no-sandbox needs VERCEL_TOKEN and VERCEL_PROJECT_ID in the environment")
+        if env.get("ATGE_VERCEL_WEBHOOK_SECRET"):
+            from atge_assets.settings import Settings
+
+            # Optional: Vercel's deployment webhooks make the sensor act on its next tick.
+            intake = subprocess.Popen(
+                [sys.executable, "-m", "atge_assets.core.webhook_intake", "--host", args.host,
+                 "--port", str(args.webhook_port),
+                 "--queue-url", Settings.from_env(env).history_url],
+                env=env, start_new_session=True)
+            procs.append(("webhook intake", intake))
         dev = subprocess.Popen(
             [str(bindir / "dagster"), "dev", "-w", str(root / "workspace.yaml"),
              "-h", args.host, "-p", str(args.port)],
@@ -237,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--sandbox-port", type=int, default=DEFAULT_SANDBOX_PORT)
     up.add_argument("--scale", type=float, default=0.005,
                     help="sandbox latency as a fraction of the plan's (0.005: 30 s -> 150 ms)")
+    up.add_argument("--webhook-port", type=int, default=8788,
+                    help="port of the Vercel webhook intake (started when "
+                    "ATGE_VERCEL_WEBHOOK_SECRET is set)")
     up.add_argument("--no-sandbox", action="store_true",
                     help="watch the real Vercel project in VERCEL_PROJECT_ID instead")
     up.add_argument("--reset-instance-config", action="store_true",

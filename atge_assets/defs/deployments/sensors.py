@@ -19,6 +19,7 @@ from atge_assets.core.providers.base import (
     MalformedPayload,
     ProviderError,
 )
+from atge_assets.core.webhook_intake import IntakeQueue
 from atge_assets.defs.deployments.assets import benchmark_job
 from atge_assets.defs.deployments.partitions import deployments_partitions
 from atge_assets.defs.resources import HistoryResource, VercelResource
@@ -26,18 +27,20 @@ from atge_assets.defs.resources import HistoryResource, VercelResource
 MAX_PENDING = 200
 
 
-def parse_cursor(raw: str | None, lookback_hours: float) -> tuple[int, list[str]]:
+def parse_cursor(raw: str | None, lookback_hours: float) -> tuple[int, list[str], list[int]]:
+    """(since, pending deployment ids, webhook intake entries to acknowledge)."""
     default_since = int((time.time() - lookback_hours * 3600) * 1000)
     if not raw:
-        return default_since, []
+        return default_since, [], []
     try:
         c = json.loads(raw)
         since = int(c.get("since", default_since))
         pending = [str(p) for p in c.get("pending", [])][:MAX_PENDING]
-        return since, pending
+        acks = [int(i) for i in c.get("ack", [])][:MAX_PENDING]
+        return since, pending, acks
     except (ValueError, TypeError, AttributeError):
         # A cursor we cannot read must not wedge the sensor: fall back to the lookback window.
-        return default_since, []
+        return default_since, [], []
 
 
 def build_deployment_sensor(interval_s: int = 10, lookback_hours: float = 24.0):
@@ -52,14 +55,21 @@ def build_deployment_sensor(interval_s: int = 10, lookback_hours: float = 24.0):
     def deployment_sensor(
         context: dg.SensorEvaluationContext, vercel: VercelResource, history: HistoryResource
     ):
-        since, pending = parse_cursor(context.cursor, lookback_hours)
+        since, pending, acks = parse_cursor(context.cursor, lookback_hours)
+        # Deployments announced by Vercel's webhook are picked up now rather than at the next
+        # poll. An entry is acknowledged one tick later, once the cursor that named it (and the
+        # run requests made with it) are stored: a crash in between re-reads it, and run_key
+        # makes the re-read harmless.
+        intake = IntakeQueue(history.store().engine)
+        intake.ack(acks)
+        entries = intake.pending(MAX_PENDING)
         seen: dict[str, Deployment] = {}
         try:
             with vercel.client() as client:
                 page = client.list_deployments(since_ms=since)
                 for dep in page.deployments:
                     seen[dep.id] = dep
-                for dep_id in pending:
+                for dep_id in pending + [e.deployment_id for e in entries]:
                     if dep_id not in seen:
                         try:
                             seen[dep_id] = client.get_deployment(dep_id)
@@ -85,7 +95,8 @@ def build_deployment_sensor(interval_s: int = 10, lookback_hours: float = 24.0):
             elif dep.state not in TERMINAL_NOT_READY:
                 still_pending.append(dep.id)
         new_since = max([since] + [d.created_ms for d in page.deployments])
-        cursor = json.dumps({"since": new_since, "pending": still_pending[-MAX_PENDING:]})
+        cursor = json.dumps({"since": new_since, "pending": still_pending[-MAX_PENDING:],
+                             "ack": [e.id for e in entries]})
         if not new:
             return dg.SensorResult(
                 cursor=cursor,

@@ -79,6 +79,43 @@ def test_malformed_entries_are_logged_recorded_and_skipped(sandbox, instance, re
 
 
 def test_unreadable_cursor_falls_back_to_lookback():
-    since, pending = parse_cursor("{not json", lookback_hours=1)
-    assert pending == [] and abs(since / 1000 - (time.time() - 3600)) < 5
-    assert parse_cursor(json.dumps({"since": 5, "pending": ["a"]}), 1) == (5, ["a"])
+    since, pending, acks = parse_cursor("{not json", lookback_hours=1)
+    assert pending == [] == acks and abs(since / 1000 - (time.time() - 3600)) < 5
+    assert parse_cursor(json.dumps({"since": 5, "pending": ["a"], "ack": [3]}), 1) == (5, ["a"], [3])
+
+
+def test_webhook_intake_deployment_is_picked_up_and_acked_next_tick(
+        sandbox, instance, resources, store):
+    """A deployment older than the poll window, announced through the signed webhook intake."""
+    import hashlib
+    import hmac
+
+    import httpx
+
+    from atge_assets.core.webhook_intake import IntakeQueue, IntakeServer
+
+    r1 = tick(instance, resources)
+    old = sandbox.state.create(target="preview")
+    old.created_ms -= 10 * 3600 * 1000  # before the cursor: polling alone would never see it
+    queue = IntakeQueue(store.engine)
+    server = IntakeServer(("127.0.0.1", 0), queue, "whsec")
+    import threading
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        body = json.dumps({"id": "evt_1", "type": "deployment.succeeded", "createdAt": 1,
+                           "payload": {"deployment": {"id": old.id, "url": "x.vercel.app"},
+                                       "target": None}}).encode()
+        bad = httpx.post(server.url, content=body, headers={"x-vercel-signature": "00"})
+        assert bad.status_code == 403
+        sig = hmac.new(b"whsec", body, hashlib.sha1).hexdigest()
+        ok = httpx.post(server.url, content=body, headers={"x-vercel-signature": sig})
+        assert ok.status_code < 300
+    finally:
+        server.shutdown()
+        server.server_close()
+    r2 = tick(instance, resources, r1.cursor)
+    assert keys(r2) == [old.id]
+    assert len(queue.pending()) == 1  # not acked until the next tick
+    r3 = tick(instance, resources, r2.cursor)
+    assert keys(r3) == [] and queue.pending() == []

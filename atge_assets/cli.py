@@ -89,6 +89,36 @@ def cmd_sandbox_status(args) -> int:
     return 0
 
 
+def cmd_sandbox_metrics(args) -> int:
+    if args.reset:
+        _sandbox_call(args, "POST", "/_sandbox/metrics/reset", {})
+    for spec in args.scenario or []:
+        metric, _, kind = spec.partition("=")
+        body = {"metric": metric, "kind": kind or "ramp", "target": args.target}
+        for key in ("base", "slope_per_min", "noise", "spike_p", "spike_height", "speed"):
+            if getattr(args, key) is not None:
+                body[key] = getattr(args, key)
+        if args.ago_minutes is not None:
+            body["ago_s"] = args.ago_minutes * 60
+        sc = _sandbox_call(args, "POST", "/_sandbox/metrics/scenario", body)
+        if not args.json:
+            print(f"{sc['metric']}: {sc['kind']} from {sc['base']:g}, {sc['slope_per_min']:+g}/min"
+                  f", spikes {sc['spike_p']:.0%}, since {time.ctime(sc['start'])}")
+    snap = _sandbox_call(args, "GET", f"/_sandbox/metrics?target={args.target}")
+    acts = _sandbox_call(args, "GET", f"/_sandbox/metrics/actions?target={args.target}")["actions"]
+    if args.json:
+        print(json.dumps(dict(snap, actions=acts)))
+        return 0
+    print(f"{snap['target']}: {snap['replicas']} replica(s)")
+    for m, v in snap["metrics"].items():
+        print(f"  {m:<18} {v:>10.2f}  {snap['scenarios'].get(m, {}).get('kind', 'flat')}")
+    for a in acts[-10:]:
+        extra = f" -> {a['replicas']} replicas" if "replicas" in a else ""
+        print(f"action: {a['action']} for {a['metric'] or '-'} at {time.ctime(a['at'])}{extra}"
+              + (f"  ({a['reason']})" if a["reason"] else ""))
+    return 0
+
+
 # -- batch tools -------------------------------------------------------------------------------
 def _batch(path: str, run) -> int:
     try:
@@ -281,6 +311,24 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--url")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_sandbox_status)
+    met = sb.add_parser("metrics", help="simulated system metrics: show them, set scenarios")
+    met.add_argument("--scenario", action="append", metavar="METRIC=KIND",
+                     help="e.g. cpu=ramp, memory=spike, cpu=flat (repeatable); metrics: cpu, "
+                     "memory, response_time_p95, error_rate, active_users, queue_depth")
+    met.add_argument("--target", default="production", help="production or a deployment id")
+    met.add_argument("--base", type=float, help="level before the scenario (default: healthy)")
+    met.add_argument("--slope", dest="slope_per_min", type=float,
+                     help="ramp per minute (default: reaches the threshold in 45 min)")
+    met.add_argument("--noise", type=float, help="standard deviation of the noise")
+    met.add_argument("--spike-p", type=float, help="share of samples that spike (spike: 0.1)")
+    met.add_argument("--spike-height", type=float)
+    met.add_argument("--ago-minutes", type=float,
+                     help="start the scenario this long ago (its history is there at once)")
+    met.add_argument("--speed", type=float, help="run the scenario's clock N times faster")
+    met.add_argument("--reset", action="store_true", help="forget all scenarios and actions")
+    met.add_argument("--url")
+    met.add_argument("--json", action="store_true")
+    met.set_defaults(func=cmd_sandbox_metrics)
 
     j = sub.add_parser("judge", help="verdicts for baseline/candidate samples, JSONL in and out")
     j.add_argument("--batch", required=True, help="JSONL file, or - for stdin")

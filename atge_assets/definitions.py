@@ -1,4 +1,4 @@
-"""The code location: assets, the deployment sensor, the trends schedule, resources from the env."""
+"""The code location: every domain's assets, sensors and schedules, resources from the env."""
 
 import os
 
@@ -14,6 +14,10 @@ from atge_assets.defs.load import assets as load_assets
 from atge_assets.defs.load.resources import LoadTestResource
 from atge_assets.defs.load.schedules import build_load_schedule
 from atge_assets.defs.load.sensors import build_load_sensor
+from atge_assets.defs.monitoring import assets as monitoring_assets
+from atge_assets.defs.monitoring.resources import MonitoringSettings
+from atge_assets.defs.monitoring.schedules import build_monitoring_schedule
+from atge_assets.defs.monitoring.sensors import build_self_healing_sensor
 from atge_assets.defs.release import assets as release_assets
 from atge_assets.defs.release.resources import notifier_from_env
 from atge_assets.defs.release.sensors import run_failure_notifier
@@ -26,16 +30,21 @@ from atge_assets.settings import Settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     s = settings or Settings.from_env()
     load = LoadTestResource.from_env(s)  # ATGE_LOAD_*
+    monitoring = MonitoringSettings.from_env(allowed_hosts=s.allowed_hosts, dry_run=s.dry_run)
     return dg.Definitions(
+        # load_assets_from_modules skips AssetSpecs, so healing_actions is added by hand.
         assets=dg.load_assets_from_modules(
-            [deployment_assets, release_assets, trend_assets, abtest_assets, load_assets]),
+            [deployment_assets, release_assets, trend_assets, abtest_assets, load_assets,
+             monitoring_assets]) + [monitoring_assets.healing_actions],
         jobs=[deployment_assets.benchmark_job, trend_assets.trends_job, abtest_assets.ab_test_job,
-              load_assets.load_test_job],
+              load_assets.load_test_job, monitoring_assets.monitoring_job],
         sensors=[build_deployment_sensor(s.sensor_interval_s, s.lookback_hours),
                  run_failure_notifier, build_ab_test_sensor(s.ab_interval_s),
-                 build_load_sensor(load.trigger, s.sensor_interval_s)],
+                 build_load_sensor(load.trigger, s.sensor_interval_s),
+                 build_self_healing_sensor(monitoring.sensor_interval_s)],
         schedules=[build_trends_schedule(s.trends_cron),
-                   build_load_schedule(load.trigger, load.schedule_cron)],
+                   build_load_schedule(load.trigger, load.schedule_cron),
+                   build_monitoring_schedule(monitoring.cron, running=monitoring.source_configured)],
         resources={
             "vercel": VercelResource(
                 token=dg.EnvVar("VERCEL_TOKEN"),
@@ -50,6 +59,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 suite_json=s.suite_json,
             ),
             "load": load,
+            "monitoring": monitoring.resource,
             "policy": ReleasePolicyResource(dry_run=s.dry_run, auto_promote=s.auto_promote,
                                             smoke_json=s.smoke_json),
             "notifier": notifier_from_env(dict(os.environ)),

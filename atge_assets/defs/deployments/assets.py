@@ -338,6 +338,13 @@ def rollback(
                                 if not r["passed"]),
         )
         action = plan.action
+        waiting = store.unjudged_production_before(dep.created_ms) if not good else []
+        if action == "skipped" and plan.rollback_to is None and waiting and \
+                "no known-good" in plan.reason:
+            # An earlier deployment is still being judged (runs run concurrently): its verdict
+            # may be the known-good target we need, so retry this step rather than give up.
+            context.log.info(f"waiting for the verdict of {waiting} before deciding")
+            raise dg.RetryRequested(max_retries=30, seconds_to_wait=10)
         if action == "rollback":
             # Claim before calling: the primary key lets exactly one run own this rollback.
             if existing is None and store.claim_rollback(dep_id, plan.rollback_to,

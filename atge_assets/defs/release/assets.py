@@ -119,7 +119,8 @@ def promotion(
         reason = ("approved by a person" if manual and not policy.auto_promote
                   else "smoke tests passed and no slower than production")
     if dep.target != "production":  # production deployments are the rollback's business
-        store.record_decision(dep_id, context.run_id, f"promotion_{decision}", reason)
+        store.record_decision(dep_id, context.run_id, decision if decision == "promoted"
+                              else f"promotion_{decision}", reason)
     context.log.info(f"{dep_id}: promotion {decision}: {reason}")
     deliveries = []
     if decision == "promoted":

@@ -1,0 +1,1 @@
+"""Predictive monitoring and self-healing: metrics intake, forecasts, and acting before a breach."""

@@ -27,7 +27,6 @@ synthetic deployment series right (steps, creeps, spikes, flat noise).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence, TextIO
@@ -359,25 +358,15 @@ def run_batch(lines: Iterable[str], out: TextIO) -> int:
 
     A malformed line gets ``"error"`` and an empty list instead of stopping the batch.
     """
-    errors = 0
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        ident = None
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("line is not a JSON object")
-            ident = record.get("id")
-            series = record.get("series")
-            if not isinstance(series, list):
-                raise ValueError('"series" must be a list of numbers or nulls')
-            for v in series:
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                    raise ValueError(f'"series" holds a non-number: {v!r}')
-            result = {"id": ident, "changepoints": changepoint_indices(series)}
-        except Exception as exc:  # one bad line must not sink the batch
-            errors += 1
-            result = {"id": ident, "changepoints": [], "error": f"line {lineno}: {exc}"}
-        out.write(json.dumps(result) + "\n")
-    return errors
+    from atge_assets.core.jsonl import run_jsonl
+
+    def handle(record: dict) -> dict:
+        series = record.get("series")
+        if not isinstance(series, list):
+            raise ValueError('"series" must be a list of numbers or nulls')
+        for v in series:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f'"series" holds a non-number: {v!r}')
+        return {"changepoints": changepoint_indices(series)}
+
+    return run_jsonl(lines, out, handle, {"changepoints": []})

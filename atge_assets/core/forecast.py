@@ -36,7 +36,6 @@ of the time to threshold, against the plan's naive "% per minute" extrapolation.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass, field, fields
@@ -439,37 +438,22 @@ def run_batch(lines: Iterable[str], out: TextIO, horizon_minutes: float = 30.0) 
     "error": "...", "status": null, "breach_expected": false, "breached_now": false, "alert": false,
     "minutes_to_threshold": null}. Blank lines are skipped; returns the number of error lines.
     """
-    errors = 0
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        row_id = None
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("expected a JSON object")
-            row_id = row.get("id")
-            missing = [k for k in ("timestamps", "values") if not isinstance(row.get(k), list)]
-            if missing:
-                raise ValueError(f"{' and '.join(missing)} must be a list of numbers")
-            if "threshold" not in row:
-                raise ValueError("threshold is missing")
-            horizon = row.get("horizon_minutes", horizon_minutes)
-            if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real):
-                raise ValueError(f"horizon_minutes must be a number, got {horizon!r}")
-            f = forecast(row["timestamps"], row["values"], row["threshold"], horizon * 60.0,
-                         direction=row.get("direction", ABOVE), now=row.get("now")).as_dict()
-            result = {"id": row_id, "breach_expected": f.pop("breach_expected"),
-                      "minutes_to_threshold": f.pop("minutes_to_threshold"), **f, "error": None}
-            text = json.dumps(result, allow_nan=False)
-        except Exception as exc:  # one bad line must not cost the rest of the batch
-            errors += 1
-            failed = {"id": row_id, "error": f"line {number}: {type(exc).__name__}: {exc}",
-                      "status": None, "breach_expected": False, "breached_now": False,
-                      "alert": False, "minutes_to_threshold": None}
-            try:
-                text = json.dumps(failed, allow_nan=False)
-            except ValueError:  # the id itself holds a NaN: keep the line strict JSON
-                text = json.dumps({**failed, "id": str(row_id)})
-        out.write(text + "\n")
-    return errors
+    from atge_assets.core.jsonl import run_jsonl
+
+    def handle(row: dict) -> dict:
+        missing = [k for k in ("timestamps", "values") if not isinstance(row.get(k), list)]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} must be a list of numbers")
+        if "threshold" not in row:
+            raise ValueError("threshold is missing")
+        horizon = row.get("horizon_minutes", horizon_minutes)
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real):
+            raise ValueError(f"horizon_minutes must be a number, got {horizon!r}")
+        f = forecast(row["timestamps"], row["values"], row["threshold"], horizon * 60.0,
+                     direction=row.get("direction", ABOVE), now=row.get("now")).as_dict()
+        return {"breach_expected": f.pop("breach_expected"),
+                "minutes_to_threshold": f.pop("minutes_to_threshold"), **f, "error": None}
+
+    return run_jsonl(lines, out, handle, {
+        "status": None, "breach_expected": False, "breached_now": False, "alert": False,
+        "minutes_to_threshold": None})

@@ -32,7 +32,6 @@ robust shift estimate):
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass, field, fields
@@ -343,32 +342,16 @@ def run_batch(lines: Iterable[str], out: TextIO) -> int:
     "error": null}, or for a line that cannot be judged {"id": ..., "error": "...", "verdict": null,
     "rollback": false}. Blank lines are skipped; returns the number of error lines.
     """
-    errors = 0
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        row_id = None
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("expected a JSON object")
-            row_id = row.get("id")
-            missing = [k for k in ("baseline", "candidate") if not isinstance(row.get(k), list)]
-            if missing:
-                raise ValueError(f"{' and '.join(missing)} must be a list of latencies in ms")
-            threshold = row.get("threshold")
-            v = judge(row["baseline"], row["candidate"],
-                      0.10 if threshold is None else threshold).as_dict()
-            result = {"id": row_id, "verdict": v.pop("verdict"), "change": v.pop("change"),
-                      "rollback": v.pop("rollback"), **v, "error": None}
-            text = json.dumps(result, allow_nan=False)
-        except Exception as exc:  # one bad line must not cost the rest of the batch
-            errors += 1
-            failed = {"id": row_id, "error": f"line {number}: {type(exc).__name__}: {exc}",
-                      "verdict": None, "rollback": False}
-            try:
-                text = json.dumps(failed, allow_nan=False)
-            except ValueError:  # the id itself holds a NaN: keep the line strict JSON
-                text = json.dumps({**failed, "id": str(row_id)})
-        out.write(text + "\n")
-    return errors
+    from atge_assets.core.jsonl import run_jsonl
+
+    def handle(row: dict) -> dict:
+        missing = [k for k in ("baseline", "candidate") if not isinstance(row.get(k), list)]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} must be a list of latencies in ms")
+        threshold = row.get("threshold")
+        v = judge(row["baseline"], row["candidate"],
+                  0.10 if threshold is None else threshold).as_dict()
+        return {"verdict": v.pop("verdict"), "change": v.pop("change"),
+                "rollback": v.pop("rollback"), **v, "error": None}
+
+    return run_jsonl(lines, out, handle, {"verdict": None, "rollback": False})

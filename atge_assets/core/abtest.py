@@ -51,6 +51,8 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 import numpy as np
 
+from atge_assets.core.jsonl import plain as _plain
+
 from atge_assets.core import abtest_stats as st
 
 DEFAULT_EXPERIMENT = "einstein-reasoning-effort"
@@ -788,20 +790,6 @@ def simulate_results(
 
 
 # -- analysis --------------------------------------------------------------------------------------
-def _plain(value):
-    """JSON-safe: numpy scalars to Python, NaN and infinity to None, containers recursively."""
-    kind = type(value)
-    if kind is dict:
-        return {str(k): _plain(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
-
-
 def _mean(x: np.ndarray) -> float | None:
     return float(np.mean(x)) if len(x) else None
 

@@ -44,6 +44,8 @@ from typing import Callable, Iterable, Sequence, TextIO
 
 import numpy as np
 
+from atge_assets.core.jsonl import plain as _plain
+
 OK = "ok"
 EXPECTED = "breach_expected"
 BREACHED = "breached"
@@ -116,19 +118,6 @@ class Forecast:
         d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
         d["alert"] = self.alert
         return d
-
-
-def _plain(value):
-    """JSON-safe: numpy scalars to Python, NaN and infinity to None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,21 @@ need every good answer, and the count of bad ones.
 from __future__ import annotations
 
 import json
+import math
 from typing import Callable, Iterable, TextIO
+
+
+def plain(value):
+    """JSON-safe: numpy scalars to Python, NaN and infinity to None, containers recursively."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and type(value).__module__ == "numpy":  # numpy scalar, no import
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def run_jsonl(lines: Iterable[str], out: TextIO, handle: Callable[[dict], dict],

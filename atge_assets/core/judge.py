@@ -40,6 +40,8 @@ from typing import Iterable, Sequence, TextIO
 
 import numpy as np
 
+from atge_assets.core.jsonl import plain as _plain
+
 REGRESSED = "regressed"
 PASS = "pass"
 IMPROVED = "improved"
@@ -94,17 +96,6 @@ class Verdict:
         d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
         d["rollback"] = self.rollback
         return d
-
-
-def _plain(value):
-    """JSON-safe: numpy scalars to Python, NaN and infinity to None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _latencies(samples: Sequence[float | None], side: str) -> tuple[np.ndarray, int]:

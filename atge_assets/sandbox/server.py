@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +48,14 @@ class SandboxServer(ThreadingHTTPServer):
         self.state = state
         self.token = token
         self.extensions = default_extensions() if extensions is None else extensions
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (a benchmark timeout, a load test ending) is not a server fault.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
+            log.debug("sandbox: client %s went away: %s", client_address, exc)
+            return
+        log.exception("sandbox: error while serving %s", client_address)
 
     @property
     def base_url(self) -> str:

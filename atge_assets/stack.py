@@ -41,15 +41,12 @@ class Stack:
         return self.sandbox("GET", "/_sandbox/status")
 
     def wait_for(self, predicate, timeout_s: float, poll_s: float = 0.5):
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
+        def check():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"atge up exited with {self.proc.returncode}; see {self.log_path}")
-            value = predicate()
-            if value:
-                return value
-            time.sleep(poll_s)
-        raise TimeoutError(f"condition not met within {timeout_s}s; see {self.log_path}")
+            return predicate()
+
+        return wait_until(check, timeout_s, poll_s, what=f"condition (see {self.log_path})")
 
     def ui_ready(self) -> bool:
         try:

@@ -45,6 +45,7 @@ from typing import Callable, Iterable, Sequence, TextIO
 import numpy as np
 
 from atge_assets.core.jsonl import plain as _plain
+from atge_assets.core.jsonl import run_jsonl
 
 OK = "ok"
 EXPECTED = "breach_expected"
@@ -427,8 +428,6 @@ def run_batch(lines: Iterable[str], out: TextIO, horizon_minutes: float = 30.0) 
     "error": "...", "status": null, "breach_expected": false, "breached_now": false, "alert": false,
     "minutes_to_threshold": null}. Blank lines are skipped; returns the number of error lines.
     """
-    from atge_assets.core.jsonl import run_jsonl
-
     def handle(row: dict) -> dict:
         missing = [k for k in ("timestamps", "values") if not isinstance(row.get(k), list)]
         if missing:

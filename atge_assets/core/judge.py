@@ -41,6 +41,7 @@ from typing import Iterable, Sequence, TextIO
 import numpy as np
 
 from atge_assets.core.jsonl import plain as _plain
+from atge_assets.core.jsonl import run_jsonl
 
 REGRESSED = "regressed"
 PASS = "pass"
@@ -333,8 +334,6 @@ def run_batch(lines: Iterable[str], out: TextIO) -> int:
     "error": null}, or for a line that cannot be judged {"id": ..., "error": "...", "verdict": null,
     "rollback": false}. Blank lines are skipped; returns the number of error lines.
     """
-    from atge_assets.core.jsonl import run_jsonl
-
     def handle(row: dict) -> dict:
         missing = [k for k in ("baseline", "candidate") if not isinstance(row.get(k), list)]
         if missing:

@@ -52,6 +52,14 @@ def _resolve(context, client, allowed: list[str], store, dep_id: str) -> Deploym
     return dep
 
 
+def recorded_deployment(store, dep_id: str):
+    """The deployment as the history knows it, or a Failure saying what to run first."""
+    dep = store.deployment(dep_id)
+    if dep is None:
+        raise dg.Failure(f"deployment {dep_id} is unknown: materialize benchmark_timings first")
+    return dep
+
+
 def _reference_id(client, store, dep: Deployment) -> str | None:
     """What the candidate is measured against: the live production deployment when it is known
     good; else the newest known-good production deployment (created before the candidate, when
@@ -324,9 +332,7 @@ def rollback(
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = history.store()
-    dep = store.deployment(dep_id)
-    if dep is None:
-        raise dg.Failure(f"deployment {dep_id} is unknown: materialize benchmark_timings first")
+    dep = recorded_deployment(store, dep_id)
     good = store.known_good_production(dep.created_ms, 1)
     with vercel.client() as client:
         production = client.production_deployment_id()

@@ -10,7 +10,11 @@ import dagster as dg
 from atge_assets.core import notify
 from atge_assets.core.store import ACCEPTED
 from atge_assets.core.smoke import DEFAULT_SMOKE, run_smoke, specs_from_json
-from atge_assets.defs.deployments.assets import _targets, baseline_comparison
+from atge_assets.defs.deployments.assets import (
+    _targets,
+    baseline_comparison,
+    recorded_deployment,
+)
 from atge_assets.defs.deployments.partitions import deployments_partitions
 from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.defs.release.resources import NotifierResource
@@ -88,9 +92,7 @@ def promotion(
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = history.store()
-    dep = store.deployment(dep_id)
-    if dep is None:
-        raise dg.Failure(f"deployment {dep_id} is unknown: materialize benchmark_timings first")
+    dep = recorded_deployment(store, dep_id)
     smoke = store.latest_smoke(dep_id)
     failed = sorted(n for n, r in smoke.items() if not r["passed"])
     # A run the sensor launched is automatic; one a person launched from the UI is an approval.

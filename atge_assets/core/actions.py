@@ -274,12 +274,12 @@ def alert_event(target: str, metric: str, forecast: Mapping[str, Any], reason: s
     title = (f"{metric} is past {thr:g}{unit} on {target}" if forecast.get("breached_now") else
              f"{metric} forecast to cross {thr:g}{unit} on {target}"
              + (f" in ~{mtt:.0f} min" if mtt is not None else ""))
-    events = notify.perf_alert_events(target, [{"metric": metric, "value": value}],
-                                      {metric: thr}) if above else []
+    events = notify.perf_alert_events(
+        target, [{"metric": metric, "value": value, "unit": unit}], {metric: thr}) if above else []
     dedup = f"atge-{target}-{metric}"
     event = events[0] if events else notify.Event(
-        notify.PERF_ALERT, target, title, [{"metric": metric, "value": value, "threshold": thr}],
-        dedup_key=dedup)
+        notify.PERF_ALERT, target, title,
+        [{"metric": metric, "value": value, "threshold": thr, "unit": unit}], dedup_key=dedup)
     return dataclasses.replace(event, title=title, reason=reason,
                                decision="alert: breach forecast by predictive monitoring",
                                idempotency_key=f"{notify.PERF_ALERT}:{dedup}:heal-{record_id}")

@@ -55,6 +55,13 @@ def _v5_load_tests(conn: sa.Connection) -> None:
     load_tests.create(conn, checkfirst=True)
 
 
+def _v7_webhook_queue(conn: sa.Connection) -> None:
+    from atge_assets.core.store import webhook_queue
+
+    # Before this step the intake created the table itself, so it may already be there.
+    webhook_queue.create(conn, checkfirst=True)
+
+
 # (version, description, step). Version 1 is the first schema (all tables but the A/B results).
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (2, "einstein_ab_test_results", _v2_ab_test_results),
@@ -62,6 +69,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (4, "ab_promotions", _v4_ab_promotions),
     (5, "load_tests", _v5_load_tests),
     (6, "smoke_results and promotions", _v6_release_gate),
+    (7, "vercel_webhook_queue", _v7_webhook_queue),
 ]
 
 

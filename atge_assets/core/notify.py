@@ -43,6 +43,8 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from atge_assets.core.store import make_engine
+
 log = logging.getLogger(__name__)
 
 # -- events ------------------------------------------------------------------------------------
@@ -67,7 +69,8 @@ class Event:
 
     `metrics` items are mappings with `metric`, `value`, `baseline`, `change` (a fraction: 0.23 =
     23% slower), `verdict` and optionally `threshold`; the comparison rows' `current_ms` /
-    `baseline_ms` are accepted as `value` / `baseline`. Values are milliseconds.
+    `baseline_ms` are accepted as `value` / `baseline`. Values are milliseconds unless the metric
+    names its `unit` ("%", "users", ...: see metrics_source.UNITS for the monitored metrics).
     `dedup_key` names the incident (PagerDuty resolves by it); `idempotency_key` names this
     message (the sent log skips it the second time).
     """
@@ -131,6 +134,8 @@ def _metric(m: Mapping[str, Any]) -> dict:
     }
     if m.get("threshold") is not None:
         out["threshold"] = _num(m["threshold"])
+    if m.get("unit") is not None:
+        out["unit"] = str(m["unit"])
     return out
 
 
@@ -174,8 +179,9 @@ def run_failed_event(run_id: str, job_name: str, error: str = "", *, deployment_
 def perf_alert_events(deployment_id: str, metrics: Iterable[Mapping],
                       thresholds: Mapping[str, float], *, run_url: str | None = None,
                       run_id: str | None = None, deployment_url: str | None = None) -> list[Event]:
-    """One alert per metric whose value is above its absolute threshold (ms), e.g.
-    `{"e2e_ms": 30000}`. Each gets its own dedup_key, so each resolves on its own."""
+    """One alert per metric whose value is above its absolute threshold (in the metric's unit, ms
+    unless it names another), e.g. `{"e2e_ms": 30000}`. Each gets its own dedup_key, so each
+    resolves on its own."""
     events = []
     for raw in metrics:
         m = _metric(raw)
@@ -183,9 +189,11 @@ def perf_alert_events(deployment_id: str, metrics: Iterable[Mapping],
         if limit is None or m["value"] is None or m["value"] <= limit:
             continue
         m["threshold"] = float(limit)
+        unit = m.get("unit")
         events.append(Event(
             PERF_ALERT, deployment_id,
-            f"{m['metric']} is {_ms(m['value'])} on {deployment_id} (limit {_ms(limit)})", [m],
+            f"{m['metric']} is {_amount(m['value'], unit)} on {deployment_id} "
+            f"(limit {_amount(limit, unit)})", [m],
             decision="alert: above the absolute limit", run_url=run_url, run_id=run_id,
             deployment_url=deployment_url, dedup_key=f"atge-{deployment_id}-{m['metric']}"))
     return events
@@ -259,30 +267,6 @@ class SqlSentLog:
 def _db_key(key: str) -> str:
     # Metric names make keys unbounded; a digest keeps them unique and within the column.
     return key if len(key) <= 200 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def make_engine(url: str) -> "sa.Engine":
-    """An engine with the history store's conventions (psycopg2 for postgresql://, SQLite in WAL
-    with a busy timeout so the intake, the daemon and runs can share one file)."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    path = url.split("///", 1)[1] if "///" in url else ""
-    if path and path != ":memory:":
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record):
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        # FULL fsyncs the WAL on every commit: an acknowledged write survives a power cut.
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.close()
-
-    return engine
 
 
 # -- redaction ---------------------------------------------------------------------------------
@@ -616,18 +600,23 @@ _EMOJI = {ROLLBACK: ":rewind:", PROMOTION: ":rocket:", RUN_FAILED: ":x:",
 _MAX_FIELDS = 10  # Slack's limit per section
 
 
-def _ms(v: float | None) -> str:
+def _amount(v: float | None, unit: str | None = None) -> str:
     if v is None:
         return "n/a"
-    return f"{v / 1000:.2f} s" if abs(v) >= 1000 else f"{v:.0f} ms"
+    if unit is None or unit == "ms":  # no unit: a benchmark timing, and those are all ms
+        return f"{v / 1000:.2f} s" if abs(v) >= 1000 else f"{v:.0f} ms"
+    text = f"{v:.4g}" if abs(v) < 10_000 else f"{v:.0f}"  # never 1.2e+04 users
+    # Percentages are taken as given: the monitored error rate and cpu are already in percent.
+    return text + unit if unit in ("", "%") else f"{text} {unit}"
 
 
 def _metric_text(m: Mapping) -> str:
-    text = _ms(m["value"])
+    unit = m.get("unit")
+    text = _amount(m["value"], unit)
     if m.get("threshold") is not None:
-        text += f" (limit {_ms(m['threshold'])})"
+        text += f" (limit {_amount(m['threshold'], unit)})"
     elif m["baseline"] is not None:
-        text += f" vs {_ms(m['baseline'])}"
+        text += f" vs {_amount(m['baseline'], unit)}"
     if m["change"] is not None:
         text += f" ({m['change']:+.1%})"
     if m["verdict"]:

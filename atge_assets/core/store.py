@@ -253,6 +253,25 @@ healing_actions = sa.Table(
     sa.Index("ix_healing_actions_target_time", "target", "created_at"),
 )
 
+# Vercel webhook deliveries waiting for the deployment sensor (core/webhook_intake.py). Here, not
+# beside the intake, because the intake and the Dagster daemon are separate processes that meet
+# in this database. The unique event_id is what makes a re-delivery a duplicate; acked rows stay
+# until pruned for the same reason.
+webhook_queue = sa.Table(
+    "vercel_webhook_queue", md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(255), nullable=False, unique=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("deployment_id", sa.String(128), nullable=False),
+    sa.Column("project_id", sa.String(128)),
+    sa.Column("target", sa.String(32), nullable=False),
+    sa.Column("url", sa.Text),
+    sa.Column("created_ms", sa.BigInteger),
+    sa.Column("meta", sa.Text, nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("acked_at", sa.Float, index=True),
+)
+
 ACCEPTED = ("pass", "improved")
 
 
@@ -270,20 +289,32 @@ def default_url(home: Path) -> str:
     return f"sqlite:///{home / 'history.sqlite'}"
 
 
+def make_engine(url: str) -> sa.Engine:
+    """An engine on the history database. Every process that opens it (runs, the daemon's
+    sensors, the webhook intake) goes through here, so they agree on the driver and on how a
+    shared SQLite file is locked and synced."""
+    url = _with_driver(url)
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _with_driver(url: str) -> str:
+    # SQLAlchemy 2.1 reads bare postgresql:// as psycopg 3; say which driver we ship.
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 class HistoryStore:
     def __init__(self, url: str):
-        if url.startswith("postgresql://"):
-            # SQLAlchemy 2.1 reads bare postgresql:// as psycopg 3; say which driver we ship.
-            url = "postgresql+psycopg2://" + url[len("postgresql://"):]
-        self.url = url
-        if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30})
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.url = _with_driver(url)
+        self.engine = make_engine(self.url)
         self.schema_version = migrate(self.engine, md)
 
     def dispose(self) -> None:
@@ -772,4 +803,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # FULL fsyncs the WAL on every commit: an acknowledged write (a webhook answered 202, say)
+    # survives a power cut.
+    cur.execute("PRAGMA synchronous=FULL")
     cur.close()

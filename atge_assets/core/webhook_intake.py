@@ -10,9 +10,9 @@ project's event), deployment id (400). An accepted event is committed to the que
 202, so a delivery we acknowledged is never lost to a restart; Vercel's re-deliveries of one event
 (same event id) are queued once.
 
-The queue is a SQL table (SQLite file or Postgres, the history store's URL conventions), because
-the intake and the Dagster daemon are different processes and the daemon must see and ack rows
-atomically. The sensor reads `pending(limit)`, requests runs keyed by deployment id, and calls
+The queue is a table of the history database (`store.webhook_queue`, SQLite file or Postgres),
+because the intake and the Dagster daemon are different processes and the daemon must see and ack
+rows atomically. The sensor reads `pending(limit)`, requests runs keyed by deployment id, and calls
 `ack(ids)` afterwards. Acked rows stay (with `acked_at`) so a late re-delivery stays a duplicate;
 `prune()` bounds the table.
 """
@@ -37,7 +37,9 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from atge_assets.core.notify import make_engine
+from atge_assets.core.migrations import migrate
+from atge_assets.core.store import make_engine, md
+from atge_assets.core.store import webhook_queue as _queue
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +151,6 @@ def parse_event(body: bytes, accept: Iterable[str] = QUEUED_TYPES) -> VercelEven
 
 # -- the queue ---------------------------------------------------------------------------------
 
-_md = sa.MetaData()
-_queue = sa.Table(
-    "vercel_webhook_queue", _md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.String(255), nullable=False, unique=True),
-    sa.Column("event_type", sa.String(64), nullable=False),
-    sa.Column("deployment_id", sa.String(128), nullable=False),
-    sa.Column("project_id", sa.String(128)),
-    sa.Column("target", sa.String(32), nullable=False),
-    sa.Column("url", sa.Text),
-    sa.Column("created_ms", sa.BigInteger),
-    sa.Column("meta", sa.Text, nullable=False),
-    sa.Column("received_at", sa.Float, nullable=False),
-    sa.Column("acked_at", sa.Float, index=True),
-)
-
 
 class IntakeQueue:
     """Durable FIFO of received deployment events. Thread- and process-safe via the database."""
@@ -172,7 +158,9 @@ class IntakeQueue:
     def __init__(self, url_or_engine: "str | sa.Engine"):
         self._own = isinstance(url_or_engine, str)
         self.engine = make_engine(url_or_engine) if self._own else url_or_engine
-        _md.create_all(self.engine)
+        # The intake may be the first process to reach a database (or the first after an
+        # upgrade): it brings the whole history schema up, so versions stay stamped.
+        migrate(self.engine, md)
 
     def put(self, ev: VercelEvent) -> tuple[int, bool]:
         """Queue `ev`; returns (row id, True) or, for an event id seen before, (its row, False)."""

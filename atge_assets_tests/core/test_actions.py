@@ -167,6 +167,7 @@ def test_alert_event_is_one_incident_per_metric_and_one_message_per_record():
     assert e1.idempotency_key != e2.idempotency_key
     assert e1.title == "error_rate forecast to cross 5% on production in ~16 min"
     assert e1.reason == "why" and e1.metrics[0]["threshold"] == 5.0
+    assert e1.metrics[0]["unit"] == "%"  # so the channels show 7%, not 7 ms
     # A metric that breaches by falling is not perf_alert_events' kind; it is built directly.
     low = act.alert_event("production", "free_memory", dict(FORECAST, direction="below",
                                                             threshold=10.0, interval_low=4.0),

@@ -187,6 +187,23 @@ def test_perf_alerts_one_per_breached_metric_each_resolvable(receiver, sleeps):
     assert [b["dedup_key"] for b in receiver.bodies()] == ["atge-dpl_slow-e2e_ms"] * 2
 
 
+def test_perf_alerts_state_each_value_in_its_metrics_unit():
+    # The monitored error rate is already in percent (atge_error_rate_percent): 7.5 is 7.5%.
+    rate, users, e2e = nt.perf_alert_events("production", [
+        {"metric": "error_rate", "value": 7.5, "unit": "%"},
+        {"metric": "active_users", "value": 12_345.0, "unit": "users"},
+        {"metric": "e2e_ms", "value": 31_000.0}],
+        {"error_rate": 5.0, "active_users": 5000, "e2e_ms": 30_000})
+    assert rate.title == "error_rate is 7.5% on production (limit 5%)"
+    assert users.title == "active_users is 12345 users on production (limit 5000 users)"
+    assert e2e.title == "e2e_ms is 31.00 s on production (limit 30.00 s)"
+    assert rate.to_dict()["metrics"][0]["unit"] == "%"
+    assert "unit" not in e2e.to_dict()["metrics"][0]  # a timing's payload is as it was
+    slack = nt.SlackNotifier(f"https://hooks.slack.com/services/{SLACK_TOKEN}").render(rate)
+    assert "error_rate 7.5% (limit 5%)" in slack["text"]
+    assert "*error_rate*\n7.5% (limit 5%)" in [f["text"] for f in slack["blocks"][1]["fields"]]
+
+
 def test_webhook_signature_verifies_over_the_raw_body(receiver, sleeps):
     hook = nt.WebhookNotifier(receiver.url(f"/hook?token={HOOK_TOKEN}"), secret=HOOK_SECRET,
                               sleep=sleeps)

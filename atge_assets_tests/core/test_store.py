@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from atge_assets.core import migrations
 from atge_assets.core.providers.base import Deployment
 from atge_assets.core.store import HistoryStore, md
+from atge_assets.core.webhook_intake import IntakeQueue, VercelEvent
+from atge_assets_tests.conftest import fresh_pg_database
 
 
 def dep(i: int, target="production", verdict=None) -> Deployment:
@@ -120,6 +122,57 @@ def test_migrations_are_idempotent_and_upgrade_old_databases(tmp_path, monkeypat
         versions = conn.execute(sa.text("SELECT version FROM atge_schema_version")).scalars().all()
     assert sorted(versions) == [1] + sorted(v for v, _, _ in migrations.MIGRATIONS)
     assert sa.inspect(third.engine).has_table("extra_notes")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_url(request, tmp_path):
+    """An empty database of each backend, all to itself (the test rewinds its schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    else:
+        with fresh_pg_database() as url:
+            yield url
+
+
+def _rewind_to_v6(store: HistoryStore, drop_queue: bool) -> None:
+    """Make the database look as release 6 left it."""
+    with store.engine.begin() as conn:
+        if drop_queue:
+            conn.execute(sa.text("DROP TABLE vercel_webhook_queue"))
+        conn.execute(sa.text("DELETE FROM atge_schema_version WHERE version > 6"))
+    store.dispose()
+
+
+def test_an_old_database_gains_the_webhook_queue_through_its_migration(fresh_url):
+    _rewind_to_v6(HistoryStore(fresh_url), drop_queue=True)
+    s = HistoryStore(fresh_url)
+    try:
+        assert s.schema_version == migrations.head() >= 7
+        assert sa.inspect(s.engine).has_table("vercel_webhook_queue")
+        q = IntakeQueue(s.engine)
+        assert q.put(_vercel_event("evt_1"))[1] and [e.event_id for e in q.pending()] == ["evt_1"]
+    finally:
+        s.dispose()
+
+
+def test_the_queue_an_old_intake_made_itself_is_kept_by_the_migration(fresh_url):
+    # Before step 7 the intake created the table on its own, outside the versions.
+    s = HistoryStore(fresh_url)
+    IntakeQueue(s.engine).put(_vercel_event("evt_old"))
+    _rewind_to_v6(s, drop_queue=False)
+    q = IntakeQueue(fresh_url)  # the intake may be the first process after the upgrade
+    try:
+        with q.engine.connect() as conn:
+            assert migrations.current_version(conn) == migrations.head()
+        assert [e.event_id for e in q.pending()] == ["evt_old"]
+        assert q.put(_vercel_event("evt_old")) == (q.pending()[0].id, False)
+    finally:
+        q.dispose()
+
+
+def _vercel_event(event_id: str) -> VercelEvent:
+    return VercelEvent(event_id, "deployment.succeeded", "dpl_1", "prj_1", "production",
+                       "d1.vercel.app", 1000, {})
 
 
 @pytest.mark.postgres

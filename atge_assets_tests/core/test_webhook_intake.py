@@ -1,4 +1,5 @@
-"""The Vercel webhook intake over real loopback HTTP, with its queue in a SQLite file."""
+"""The Vercel webhook intake over real loopback HTTP, with its queue in a SQLite file (and once in
+Postgres)."""
 
 import json
 import logging
@@ -8,6 +9,7 @@ import httpx
 import pytest
 
 from atge_assets.core import webhook_intake as wi
+from atge_assets_tests.conftest import fresh_pg_database
 
 SECRET = "vercel_webhook_secret_42"
 
@@ -74,6 +76,22 @@ def test_signed_event_is_queued_and_survives_a_restart(intake):
     assert entry.target == "production" and entry.project_id == "prj_1"
     assert entry.url == "atge-abc.vercel.app" and entry.created_ms == 1_700_000_000_000
     assert entry.meta == {"githubCommitSha": "deadbeef"} and entry.id == r.json()["id"]
+
+
+@pytest.mark.postgres
+def test_queue_on_postgres_with_a_bare_url():
+    with fresh_pg_database() as url:
+        i = Intake("postgresql://" + url.split("://", 1)[1])
+        try:
+            assert i.queue.engine.dialect.driver == "psycopg2"
+            first = i.post(_event()).json()["id"]
+            i.restart()
+            assert i.post(_event()).json() == {"status": "duplicate", "id": first,
+                                               "deployment_id": "dpl_abc123"}
+            assert [e.id for e in i.queue.pending()] == [first]
+            assert i.queue.ack([first]) == 1 and i.queue.pending() == []
+        finally:
+            i.stop()
 
 
 def test_ack_removes_from_pending_and_a_redelivery_stays_a_duplicate(intake):

@@ -13,8 +13,11 @@ true error change. A separate group raises the candidate's failure rate with lat
 Naive rules (the plan's): `naive_single` rolls back if one candidate timing is more than 10% above
 the baseline mean; `naive_mean` if the candidate mean is.
 
-`ours` is one call of judge(); `ours_remeasured` is what the graph does with it: on `inconclusive`,
-measure as many samples again and judge all of them with look=2 (half the alpha).
+`ours` is one call of judge(); `ours_remeasured` is what the graph does with it under its defaults
+(samples 10, max_samples 40: up to four looks): on `inconclusive`, measure as many samples again as
+the first look had and judge all of them with look=2 (half the alpha), and so on up to look 4.
+`samples_used` is the mean number of samples per side over the first look's (1.0 = never
+re-measured).
 
 Per-group figures go to stderr, one JSON object to stdout, and a one-line summary last to stderr.
 """
@@ -40,6 +43,8 @@ CHANGES = (-0.20, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15, 0.25, 0.50)
 ERROR_RATES = (0.0, 0.0, 0.02, 0.05)
 N_MIN, N_MAX = 10, 40
 THRESHOLD = 0.10
+# The graph's defaults: rounds of `samples` (10) up to `max_samples` (40).
+LOOKS = 4
 
 GOALS = {
     # name: (target, comparison, scope description, scenario filter)
@@ -79,23 +84,25 @@ def naive(baseline, candidate) -> tuple[bool, bool]:
 
 
 def scenario(rng, shape, sigma, change, error_rate=None, cand_error_rate=None) -> dict:
-    """One comparison, judged once and (if inconclusive) again on twice the samples."""
+    """One comparison, judged once and, while inconclusive, again on more samples (up to LOOKS)."""
     n_b, n_c = (int(v) for v in rng.integers(N_MIN, N_MAX + 1, 2))
     base_ms = float(np.exp(rng.uniform(np.log(5), np.log(500))))
     e = ERROR_RATES[rng.integers(len(ERROR_RATES))] if error_rate is None else error_rate
     e_c = e if cand_error_rate is None else cand_error_rate
-    # Draw both looks up front: the re-measure adds as many fresh samples as the first look had.
-    baseline = samples(rng, shape, sigma, base_ms, 1.0, e, 2 * n_b)
-    candidate = samples(rng, shape, sigma, base_ms, 1.0 + change, e_c, 2 * n_c)
-    first = judge(baseline[:n_b], candidate[:n_c], THRESHOLD)
-    final = first
-    if first.verdict == INCONCLUSIVE:
-        final = judge(baseline, candidate, THRESHOLD, look=2)
+    # Draw every look up front: each re-measure adds as many fresh samples as the first look had.
+    baseline = samples(rng, shape, sigma, base_ms, 1.0, e, LOOKS * n_b)
+    candidate = samples(rng, shape, sigma, base_ms, 1.0 + change, e_c, LOOKS * n_c)
+    first = final = judge(baseline[:n_b], candidate[:n_c], THRESHOLD)
+    look = 1
+    while final.verdict == INCONCLUSIVE and look < LOOKS:
+        look += 1
+        final = judge(baseline[:look * n_b], candidate[:look * n_c], THRESHOLD, look=look)
     single, mean = naive(baseline[:n_b], candidate[:n_c])
     return {
         "shape": shape, "noise": sigma, "change": change, "n_min": min(n_b, n_c),
         "ours": first.rollback, "inconclusive": first.verdict == INCONCLUSIVE,
         "ours_remeasured": final.rollback, "naive_single": single, "naive_mean": mean,
+        "samples_used": look, "still_inconclusive": final.verdict == INCONCLUSIVE,
         "lines": (baseline[:n_b], candidate[:n_c]),
     }
 
@@ -183,12 +190,15 @@ def main() -> int:
         figures = {rule: rate(sel, rule) for rule in RULES}
         goals[name] = {"target": f"{op} {target:.1%}", "scope": scope, "scenarios": len(sel),
                        **figures, "inconclusive": rate(sel, "inconclusive"),
+                       "samples_used": rate(sel, "samples_used"),
+                       "still_inconclusive": rate(sel, "still_inconclusive"),
                        "met": met(name, figures["ours"]),
                        "met_remeasured": met(name, figures["ours_remeasured"])}
         print(f"goal {name} ({scope}; target {op} {target:.1%}): ours {pct(figures['ours'], 2)} "
               f"{'MET' if goals[name]['met'] else 'NOT MET'}, re-measured "
               f"{pct(figures['ours_remeasured'], 2)} "
-              f"{'MET' if goals[name]['met_remeasured'] else 'NOT MET'}; naive_mean "
+              f"{'MET' if goals[name]['met_remeasured'] else 'NOT MET'} (samples used "
+              f"x{goals[name]['samples_used']:.2f}); naive_mean "
               f"{pct(figures['naive_mean'])}, naive_single {pct(figures['naive_single'])}",
               file=err)
         for shape in SHAPES:
@@ -221,7 +231,8 @@ def main() -> int:
                  "samples_per_side": [N_MIN, N_MAX], "error_rates_both_sides": ERROR_RATES,
                  "reps_per_cell": args.reps},
         "rules": {"ours": "judge(), one look",
-                  "ours_remeasured": "judge() again on twice the samples, look=2, if inconclusive",
+                  "ours_remeasured": f"while inconclusive, judge() again with as many samples "
+                                     f"more, look=2, 3, ... up to {LOOKS} (the graph's defaults)",
                   "naive_single": "first candidate timing > 1.1 x baseline mean",
                   "naive_mean": "candidate mean > 1.1 x baseline mean"},
         "goals": goals, "goals_by_shape": goals_by_shape,

@@ -18,6 +18,7 @@ from atge_assets.core.judge import (
     REGRESSED,
     Verdict,
     _fisher_worse,
+    _modes,
     _shift,
     judge,
     run_batch,
@@ -77,19 +78,23 @@ def test_clear_speedup_is_improved():
 
 
 def test_significant_but_small_slowdown_passes():
-    # 3% slower with 2% noise is certainly real, and certainly under the 10% threshold.
-    v = judge(lognormal(7, 40, noise=0.02), lognormal(8, 40, median_ms=103, noise=0.02))
-    assert v.p_value < 0.001
+    # 3% slower with 2% noise is certainly real, and certainly under the 10% threshold: the test
+    # asks whether it is slower by more than half the threshold, which it is not.
+    base, cand = lognormal(7, 40, noise=0.02), lognormal(8, 40, median_ms=103, noise=0.02)
+    assert stats.mannwhitneyu(cand, base, alternative="greater").pvalue < 0.001
+    v = judge(base, cand)
+    assert v.p_value > 0.5
     assert v.verdict == PASS and not v.rollback
+    assert "slower by more than +5.0%" in v.reasons[1]
 
 
 def test_beyond_threshold_but_not_significant_is_inconclusive():
     base = [100, 60, 140, 80, 120, 90, 110, 70, 130, 100]
     v = judge(base, [x * 1.2 for x in base])
     assert v.change == pytest.approx(0.2)  # the median of log-ratios recovers the shift exactly
-    assert v.p_value > 0.001
+    assert v.p_value > 0.005
     assert v.verdict == INCONCLUSIVE and not v.rollback
-    assert "not < 0.001" in v.reasons[0]
+    assert "not < 0.005" in v.reasons[0]
 
 
 def test_threshold_is_respected():
@@ -98,7 +103,7 @@ def test_threshold_is_respected():
     assert judge(base, cand, threshold=0.5).verdict == PASS
 
 
-@pytest.mark.parametrize("n", [0, 1, 3, 5, 6])
+@pytest.mark.parametrize("n", [0, 1, 3, 5])
 def test_small_samples_are_inconclusive_even_when_far_slower(n):
     v = judge(lognormal(11, n), lognormal(12, n, median_ms=300))
     assert v.verdict == INCONCLUSIVE and not v.rollback
@@ -114,7 +119,7 @@ def test_eight_samples_a_side_can_show_a_large_regression():
 def test_later_looks_use_a_smaller_alpha():
     base, cand = lognormal(15, 20), lognormal(16, 20, median_ms=118)
     first, second = judge(base, cand), judge(base, cand, look=2)
-    assert (first.alpha, second.alpha) == (0.001, 0.0005)
+    assert (first.alpha, second.alpha) == (0.005, 0.0025)
     assert first.p_value == second.p_value
     with pytest.raises(ValueError):
         judge(base, cand, look=0)
@@ -219,6 +224,69 @@ def test_mann_whitney_and_hodges_lehmann_match_references():
         assert p == pytest.approx(ref, rel=1e-9)
     assert estimate == pytest.approx(np.median(np.subtract.outer(lc, lb)))
     assert low < estimate < high
+
+
+def test_margin_p_value_is_mann_whitney_of_the_candidate_moved_back_by_the_margin():
+    rng = np.random.default_rng(36)
+    lb, lc = rng.normal(0, 0.1, 25), rng.normal(0.08, 0.1, 30)
+    margin = math.log(1.05)
+    _, _, _, p_slower, p_faster = _shift(lb, lc, 0.95, margin=margin)
+    ref = stats.mannwhitneyu(lc - margin, lb, alternative="greater", method="asymptotic").pvalue
+    assert p_slower == pytest.approx(ref, rel=1e-9)
+    ref = stats.mannwhitneyu(lc + margin, lb, alternative="less", method="asymptotic").pvalue
+    assert p_faster == pytest.approx(ref, rel=1e-9)
+
+
+def test_van_elteren_weighs_each_modes_mann_whitney_by_its_size():
+    rng = np.random.default_rng(37)
+    lb = np.concatenate([rng.normal(0, 0.1, 20), rng.normal(1.6, 0.1, 9)])
+    lc = np.concatenate([rng.normal(0.15, 0.1, 17), rng.normal(1.75, 0.1, 11)])
+    cut = _modes(lb, lc)
+    assert 0.5 < cut < 1.2
+    estimate, low, high, p_slower, _ = _shift(lb, lc, 0.95, cut)
+    # The textbook statistic from scipy's U per mode (no ties here, so no tie correction).
+    stat = expected = var = 0.0
+    for b, c in ((lb[lb < cut], lc[lc < cut]), (lb[lb >= cut], lc[lc >= cut])):
+        m, n = len(b), len(c)
+        w = 1 / (m + n + 1)
+        stat += w * stats.mannwhitneyu(c, b).statistic
+        expected += w * m * n / 2
+        var += w * w * m * n * (m + n + 1) / 12
+    correction = 0.5 / (min(len(lb[lb < cut]) + len(lc[lc < cut]),
+                            len(lb[lb >= cut]) + len(lc[lc >= cut])) + 1)
+    assert p_slower == pytest.approx(stats.norm.sf((stat - expected - correction) / var ** 0.5))
+    assert low < estimate < high and 0.1 < estimate < 0.2
+
+
+def test_modes_are_found_only_where_there_are_two():
+    rng = np.random.default_rng(38)
+    # Unimodal samples, light or heavy tailed: no split (a rare one would only cost power).
+    splits = sum(_modes(rng.normal(0, 0.2, 30), rng.normal(0, 0.2, 30)) is not None
+                 for _ in range(200))
+    splits += sum(_modes(0.2 * rng.standard_t(3, 30), 0.2 * rng.standard_t(3, 30)) is not None
+                  for _ in range(200))
+    assert splits <= 4
+    # A large shift of one mode is the change itself, not two modes.
+    assert _modes(rng.normal(0, 0.02, 30), rng.normal(0.7, 0.02, 30)) is None
+    hits_and_misses = np.log(two_mode(39, 30, misses=9))
+    assert _modes(hits_and_misses, np.log(two_mode(40, 30, misses=10))) == pytest.approx(
+        math.log(np.sqrt(10 * 50)), abs=0.5)
+
+
+def test_within_modes_a_slowdown_is_seen_that_hit_miss_pairs_would_drown():
+    rng = np.random.default_rng(43)
+
+    def draw(factor):
+        misses = rng.random(30) < 0.3
+        return list(10 * factor * np.exp(np.where(misses, np.log(5), 0) + rng.normal(0, 0.12, 30)))
+
+    base, cand = draw(1.0), draw(1.25)
+    v = judge(base, cand)
+    assert v.verdict == REGRESSED and v.test == "van-elteren" and 0.15 < v.change < 0.35
+    assert any("two modes split at" in r for r in v.reasons)
+    lb, lc = np.log(base), np.log(cand)
+    unstratified_p = _shift(lb, lc, 0.95, None, math.log(1.05))[3]
+    assert unstratified_p > v.alpha > v.p_value
 
 
 def test_confidence_interval_covers_the_true_shift_about_95_percent_of_the_time():

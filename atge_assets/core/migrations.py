@@ -1,7 +1,7 @@
 """Versioned, idempotent schema migrations for the history tables (SQLite and Postgres).
 
 Plain versioned steps rather than Alembic: the history often shares a Postgres database with
-Dagster's own storage, which already owns an `alembic_version` table, and eight tables do not
+Dagster's own storage, which already owns an `alembic_version` table, and a few tables do not
 need a migration framework's script directory. The rules:
 - a fresh database gets the current schema in one `create_all` and is stamped with the newest
   version (as `alembic stamp head` would);
@@ -23,53 +23,26 @@ from sqlalchemy.exc import DBAPIError
 VERSION_TABLE = "atge_schema_version"
 _LOCK_KEY = 0x61746765  # "atge"
 
-def _v2_ab_test_results(conn: sa.Connection) -> None:
-    from atge_assets.core.store import ab_test_results  # lazy: store imports this module
+def _tables(*names: str) -> Callable[[sa.Connection], None]:
+    """A step that adds these tables of store.py as they are declared there (if missing: some
+    were created by their own module before they joined the migrations)."""
+    def step(conn: sa.Connection) -> None:
+        from atge_assets.core.store import md  # lazy: store imports this module
 
-    ab_test_results.create(conn, checkfirst=True)
-
-
-def _v3_monitoring(conn: sa.Connection) -> None:
-    from atge_assets.core.store import healing_actions, system_metrics
-
-    system_metrics.create(conn, checkfirst=True)
-    healing_actions.create(conn, checkfirst=True)
-
-
-def _v4_ab_promotions(conn: sa.Connection) -> None:
-    from atge_assets.core.store import ab_promotions
-
-    ab_promotions.create(conn, checkfirst=True)
-
-
-def _v6_release_gate(conn: sa.Connection) -> None:
-    from atge_assets.core.store import promotions, smoke_results
-
-    smoke_results.create(conn, checkfirst=True)
-    promotions.create(conn, checkfirst=True)
-
-
-def _v5_load_tests(conn: sa.Connection) -> None:
-    from atge_assets.core.store import load_tests
-
-    load_tests.create(conn, checkfirst=True)
-
-
-def _v7_webhook_queue(conn: sa.Connection) -> None:
-    from atge_assets.core.store import webhook_queue
-
-    # Before this step the intake created the table itself, so it may already be there.
-    webhook_queue.create(conn, checkfirst=True)
+        for name in names:
+            md.tables[name].create(conn, checkfirst=True)
+    return step
 
 
 # (version, description, step). Version 1 is the first schema (all tables but the A/B results).
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
-    (2, "einstein_ab_test_results", _v2_ab_test_results),
-    (3, "system_metrics and healing_actions", _v3_monitoring),
-    (4, "ab_promotions", _v4_ab_promotions),
-    (5, "load_tests", _v5_load_tests),
-    (6, "smoke_results and promotions", _v6_release_gate),
-    (7, "vercel_webhook_queue", _v7_webhook_queue),
+    (2, "einstein_ab_test_results", _tables("einstein_ab_test_results")),
+    (3, "system_metrics and healing_actions", _tables("system_metrics", "healing_actions")),
+    (4, "ab_promotions", _tables("ab_promotions")),
+    (5, "load_tests", _tables("load_tests")),
+    (6, "smoke_results and promotions", _tables("smoke_results", "promotions")),
+    (7, "vercel_webhook_queue", _tables("vercel_webhook_queue")),
+    (8, "notifications_sent", _tables("notifications_sent")),
 ]
 
 

@@ -43,7 +43,9 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from atge_assets.core.store import make_engine
+from atge_assets.core.migrations import migrate
+from atge_assets.core.store import make_engine, md
+from atge_assets.core.store import notifications_sent as _sent
 
 log = logging.getLogger(__name__)
 
@@ -230,14 +232,6 @@ class MemorySentLog:
             self._keys.add(key)
 
 
-_sent_md = sa.MetaData()
-_sent = sa.Table(
-    "notifications_sent", _sent_md,
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("sent_at", sa.Float, nullable=False),
-)
-
-
 class SqlSentLog:
     """The sent log in a SQL table (SQLite file or Postgres): survives restarts, shared by the
     daemon's sensors and the run workers. Pass the history store's engine to share its database."""
@@ -245,7 +239,7 @@ class SqlSentLog:
     def __init__(self, url_or_engine: "str | sa.Engine"):
         self._own = isinstance(url_or_engine, str)
         self.engine = make_engine(url_or_engine) if self._own else url_or_engine
-        _sent_md.create_all(self.engine)
+        migrate(self.engine, md)
 
     def already_sent(self, key: str) -> bool:
         with self.engine.connect() as conn:

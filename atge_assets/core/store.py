@@ -272,6 +272,14 @@ webhook_queue = sa.Table(
     sa.Column("acked_at", sa.Float, index=True),
 )
 
+# Keys of notifications already delivered (core/notify.py's SqlSentLog): a rollback announced by a
+# run that is then retried is not announced twice, whichever process sends it.
+notifications_sent = sa.Table(
+    "notifications_sent", md,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("sent_at", sa.Float, nullable=False),
+)
+
 ACCEPTED = ("pass", "improved")
 
 
@@ -283,10 +291,6 @@ class DeploymentRow:
     state: str
     created_ms: int
     verdict: str | None
-
-
-def default_url(home: Path) -> str:
-    return f"sqlite:///{home / 'history.sqlite'}"
 
 
 def make_engine(url: str) -> sa.Engine:

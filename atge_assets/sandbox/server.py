@@ -63,7 +63,9 @@ class SandboxServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def start_background(self) -> threading.Thread:
-        t = threading.Thread(target=self.serve_forever, name="atge-sandbox", daemon=True)
+        # shutdown() waits out the poll interval (0.5 s by default); tests stop hundreds of these.
+        t = threading.Thread(target=self.serve_forever, args=(0.05,), name="atge-sandbox",
+                             daemon=True)
         t.start()
         return t
 

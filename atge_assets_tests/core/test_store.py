@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from atge_assets.core import migrations
+from atge_assets.core.notify import SqlSentLog
 from atge_assets.core.providers.base import Deployment
 from atge_assets.core.store import HistoryStore, md
 from atge_assets.core.webhook_intake import IntakeQueue, VercelEvent
@@ -134,23 +135,28 @@ def fresh_url(request, tmp_path):
             yield url
 
 
-def _rewind_to_v6(store: HistoryStore, drop_queue: bool) -> None:
-    """Make the database look as release 6 left it."""
+def _rewind_to_v6(store: HistoryStore, drop: tuple[str, ...]) -> None:
+    """Make the database look as release 6 left it (`drop`: tables their own modules had not made
+    yet)."""
     with store.engine.begin() as conn:
-        if drop_queue:
-            conn.execute(sa.text("DROP TABLE vercel_webhook_queue"))
+        for table in drop:
+            conn.execute(sa.text(f"DROP TABLE {table}"))
         conn.execute(sa.text("DELETE FROM atge_schema_version WHERE version > 6"))
     store.dispose()
 
 
-def test_an_old_database_gains_the_webhook_queue_through_its_migration(fresh_url):
-    _rewind_to_v6(HistoryStore(fresh_url), drop_queue=True)
+def test_an_old_database_gains_the_queue_and_sent_log_through_their_migrations(fresh_url):
+    _rewind_to_v6(HistoryStore(fresh_url), drop=("vercel_webhook_queue", "notifications_sent"))
     s = HistoryStore(fresh_url)
     try:
-        assert s.schema_version == migrations.head() >= 7
+        assert s.schema_version == migrations.head() >= 8
         assert sa.inspect(s.engine).has_table("vercel_webhook_queue")
+        assert sa.inspect(s.engine).has_table("notifications_sent")
         q = IntakeQueue(s.engine)
         assert q.put(_vercel_event("evt_1"))[1] and [e.event_id for e in q.pending()] == ["evt_1"]
+        sent = SqlSentLog(s.engine)
+        sent.mark_sent("rollback:dpl_1")
+        assert sent.already_sent("rollback:dpl_1") and not sent.already_sent("rollback:dpl_2")
     finally:
         s.dispose()
 
@@ -159,7 +165,7 @@ def test_the_queue_an_old_intake_made_itself_is_kept_by_the_migration(fresh_url)
     # Before step 7 the intake created the table on its own, outside the versions.
     s = HistoryStore(fresh_url)
     IntakeQueue(s.engine).put(_vercel_event("evt_old"))
-    _rewind_to_v6(s, drop_queue=False)
+    _rewind_to_v6(s, drop=())
     q = IntakeQueue(fresh_url)  # the intake may be the first process after the upgrade
     try:
         with q.engine.connect() as conn:

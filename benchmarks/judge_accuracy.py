@@ -8,7 +8,8 @@ the candidate multiplied by (1 + true change). Shapes: log-normal; log-normal wi
 scale); two modes (30% cache misses at 5x the hit latency). Noise is the log-scale sigma of the
 body (~ its coefficient of variation), 5-30%. Each side gets 10-40 samples, drawn independently, and
 both sides fail requests at the same rate (0, 2% or 5%), so the error test is exercised with no
-true error change. A separate group raises the candidate's failure rate with latency unchanged.
+true error change. A separate group raises the candidate's failure rate with latency unchanged,
+and another its share of cache misses (30% before) with each mode's latency unchanged.
 
 Naive rules (the plan's): `naive_single` rolls back if one candidate timing is more than 10% above
 the baseline mean; `naive_mean` if the candidate mean is.
@@ -58,18 +59,20 @@ GOALS = {
 RULES = ("ours", "ours_remeasured", "naive_single", "naive_mean")
 
 
-def log_noise(rng: np.random.Generator, shape: str, sigma: float, size) -> np.ndarray:
+def log_noise(rng: np.random.Generator, shape: str, sigma: float, size,
+              misses: float = 0.30) -> np.ndarray:
     body = rng.standard_t(3, size) if shape == "heavy_tail" else rng.standard_normal(size)
     x = sigma * body
     if shape == "outliers":
         x += np.where(rng.random(size) < 0.05, np.log(rng.uniform(3, 10, size)), 0.0)
     elif shape == "two_mode":
-        x += np.where(rng.random(size) < 0.30, np.log(5.0), 0.0)
+        x += np.where(rng.random(size) < misses, np.log(5.0), 0.0)
     return x
 
 
-def samples(rng, shape, sigma, base_ms, factor, error_rate, n) -> list[float | None]:
-    ms = np.round(base_ms * factor * np.exp(log_noise(rng, shape, sigma, n)), 2)
+def samples(rng, shape, sigma, base_ms, factor, error_rate, n,
+            misses: float = 0.30) -> list[float | None]:
+    ms = np.round(base_ms * factor * np.exp(log_noise(rng, shape, sigma, n, misses)), 2)
     failed = rng.random(n) < error_rate
     return [None if f else float(v) for v, f in zip(ms, failed)]
 
@@ -83,7 +86,8 @@ def naive(baseline, candidate) -> tuple[bool, bool]:
     return c[0] > limit, sum(c) / len(c) > limit
 
 
-def scenario(rng, shape, sigma, change, error_rate=None, cand_error_rate=None) -> dict:
+def scenario(rng, shape, sigma, change, error_rate=None, cand_error_rate=None,
+             cand_misses: float = 0.30) -> dict:
     """One comparison, judged once and, while inconclusive, again on more samples (up to LOOKS)."""
     n_b, n_c = (int(v) for v in rng.integers(N_MIN, N_MAX + 1, 2))
     base_ms = float(np.exp(rng.uniform(np.log(5), np.log(500))))
@@ -91,7 +95,7 @@ def scenario(rng, shape, sigma, change, error_rate=None, cand_error_rate=None) -
     e_c = e if cand_error_rate is None else cand_error_rate
     # Draw every look up front: each re-measure adds as many fresh samples as the first look had.
     baseline = samples(rng, shape, sigma, base_ms, 1.0, e, LOOKS * n_b)
-    candidate = samples(rng, shape, sigma, base_ms, 1.0 + change, e_c, LOOKS * n_c)
+    candidate = samples(rng, shape, sigma, base_ms, 1.0 + change, e_c, LOOKS * n_c, cand_misses)
     first = final = judge(baseline[:n_b], candidate[:n_c], THRESHOLD)
     look = 1
     while final.verdict == INCONCLUSIVE and look < LOOKS:
@@ -149,6 +153,18 @@ def error_group(rng, reps: int) -> dict:
         out[f"+{extra:.0%}"] = {"ours": rate(rows, "ours"),
                                 "ours_remeasured": rate(rows, "ours_remeasured"),
                                 "naive_mean": rate(rows, "naive_mean")}
+    return out
+
+
+def miss_group(rng, reps: int) -> dict:
+    """Latency of each mode unchanged, the candidate's cache misses more often than 30%."""
+    out = {}
+    for misses in (0.30, 0.40, 0.50, 0.70, 0.90):
+        rows = [scenario(rng, "two_mode", 0.10, 0.0, 0.0, 0.0, misses) for _ in range(reps)]
+        mean_change = (1 - misses + 5 * misses) / (0.7 + 5 * 0.3) - 1
+        out[f"{misses:.0%}"] = {"mean_latency_change": round(mean_change, 3),
+                                **{k: rate(rows, k) for k in
+                                   ("ours", "ours_remeasured", "naive_mean")}}
     return out
 
 
@@ -222,6 +238,9 @@ def main() -> int:
     errors = error_group(rng, max(args.reps // 2, 100))
     print(f"\nerror-rate regression (latency unchanged, baseline 1% failures), rollback rate: "
           f"{json.dumps(errors)}", file=err)
+    misses = miss_group(rng, max(args.reps // 2, 100))
+    print(f"cache misses up (30% before, hit and miss latencies unchanged), rollback rate: "
+          f"{json.dumps(misses)}", file=err)
     batch = time_batch(rows, args.batch)
     print(f"run_batch: {batch}", file=err)
 
@@ -238,7 +257,7 @@ def main() -> int:
         "goals": goals, "goals_by_shape": goals_by_shape,
         "rollback_by_true_change_noise_le_20pct": by_change,
         "worst_cell_at_plus_5pct": {"shape_noise_n": list(worst_false[0]), "ours": worst_false[1]},
-        "error_rate_regression": errors, "batch": batch,
+        "error_rate_regression": errors, "cache_miss_regression": misses, "batch": batch,
         "runtime_seconds": round(time.perf_counter() - started, 1),
     }
     json.dump(result, sys.stdout, indent=1, allow_nan=False)

@@ -22,8 +22,9 @@ robust shift estimate):
   each mode: van Elteren's stratified Mann-Whitney and the weighted median of the within-mode
   log-ratios. A hit against a miss says nothing about the deployment; with 30% misses those
   pairs are 42% of all pairs and left in they cost the test most of its power. A chance imbalance
-  of misses (which wrecks a mean) moves nothing. The flip side: the estimate is of the latency
-  within a mode, so a higher miss ratio alone is not a latency regression.
+  of misses (which wrecks a mean) moves nothing. A cache that misses more often is judged apart,
+  like failures: a bigger share of the slow mode (Fisher exact, p < alpha) whose implied mean
+  latency is beyond the threshold is a regression too.
 - Logs make the change a ratio (what "10% slower" means) and make ms and seconds judge alike.
 - The confidence interval is the distribution-free one from Mann-Whitney critical values (an order
   statistic of the pairwise differences): analytic, so no bootstrap per comparison.
@@ -108,6 +109,10 @@ class Verdict:
     candidate_failures: int = 0
     error_p_value: float | None = None  # Fisher exact, one-sided (candidate fails more)
     mode_cut_ms: float | None = None  # two modes (cache hit / miss) split here, judged apart
+    # With two modes: the mean latency's change implied by the candidate's share of the slow mode
+    # alone, and Fisher's one-sided p for that share being bigger.
+    mode_mix_change: float | None = None
+    mode_mix_p_value: float | None = None
 
     @property
     def rollback(self) -> bool:
@@ -158,8 +163,6 @@ def _modes(lb: np.ndarray, lc: np.ndarray) -> float | None:
     inside each side of it and each side holds a real share of the samples: a unimodal sample's
     widest gap is in a tail and cuts off a handful. The cut depends on the pooled values alone, not
     on which side each came from, so a rank test within the modes stays exact under no change.
-    The one label-aware rule, that both deployments have samples in both modes, keeps a large
-    shift (candidate all above baseline, a "gap" of its own making) from being taken for modes.
     """
     pooled = np.sort(np.concatenate([lb, lc]))
     total = len(pooled)
@@ -175,10 +178,36 @@ def _modes(lb: np.ndarray, lc: np.ndarray) -> float | None:
     spread = max(_robust_sd(below), _robust_sd(above), _MIN_SPREAD)
     if gaps[i] < MODE_GAP * spread:
         return None
-    cut = float(0.5 * (pooled[i] + pooled[i + 1]))
-    if min((lb < cut).sum(), (lb >= cut).sum(), (lc < cut).sum(), (lc >= cut).sum()) < 2:
-        return None
-    return cut
+    return float(0.5 * (pooled[i] + pooled[i + 1]))
+
+
+def _mode_mix(tb: np.ndarray, tc: np.ndarray, cut: float, threshold: float, alpha: float):
+    """(regressed, unsure, change, p-value or None, reason) for a bigger share of the slow mode.
+
+    Within-mode comparison cannot see a cache that misses more often, so the shares are a test of
+    their own, like the failure rate: Fisher exact on the counts in the slow mode, and the change
+    of the mean latency that the new share implies with both modes at their pooled medians. A
+    cache that now misses every time leaves too few hits for two modes and is caught by the
+    latency test; one that misses 70% of the time instead of 30% is caught here.
+    """
+    m, n = len(tb), len(tc)
+    b_slow, c_slow = int((tb >= cut).sum()), int((tc >= cut).sum())
+    pooled = np.concatenate([tb, tc])
+    fast = math.exp(_median(pooled[pooled < cut]))
+    slow = math.exp(_median(pooled[pooled >= cut]))
+    qb, qc = b_slow / m, c_slow / n
+    change = ((1 - qc) * fast + qc * slow) / ((1 - qb) * fast + qb * slow) - 1
+    line = (f"slow mode: candidate {c_slow}/{n} ({qc:.0%}), baseline {b_slow}/{m} ({qb:.0%}); "
+            f"mean latency at that mix {_pct(change)}")
+    if qc <= qb:
+        return False, False, change, None, f"{line}: no bigger share"
+    p = _fisher_worse(c_slow, n, b_slow, m)
+    line += f"; Fisher exact p={p:.3g}"
+    if change > threshold and p < alpha:
+        return True, False, change, p, f"{line} < {alpha:g}: significantly more slow responses"
+    if change > threshold and p < ERROR_SUGGESTIVE:
+        return False, True, change, p, f"{line}: a bigger share, not yet significant"
+    return False, False, change, p, f"{line}: not a significant change beyond the threshold"
 
 
 def _robust_sd(a: np.ndarray) -> float:
@@ -377,7 +406,13 @@ def judge(
                        reasons=reasons, **result)
 
     tb, tc = _thin(lb), _thin(lc)
-    cut = _modes(tb, tc)
+    modes_at = _modes(tb, tc)
+    # Compared within modes only when both deployments have samples in both: otherwise the "gap"
+    # may be of the change's own making (every candidate sample above every baseline one), and
+    # the whole-sample comparison sees that change. The share of the slow mode is tested anyway.
+    cut = modes_at if modes_at is not None and min(
+        (tb < modes_at).sum(), (tb >= modes_at).sum(),
+        (tc < modes_at).sum(), (tc >= modes_at).sum()) >= 2 else None
     margin = math.log1p(MARGIN * threshold)
     shift, lo, hi, p_slower, p_faster = _shift(tb, tc, confidence, cut, margin)
     change, ci_low, ci_high = math.expm1(shift), math.expm1(lo), math.expm1(hi)
@@ -403,14 +438,25 @@ def judge(
     # threshold. Measuring again settles it; passing it would let real regressions through whenever
     # their estimate lands a little low (with 20 samples at 10% noise, 1 real +15% in 10).
     maybe_slower = change > threshold / 2 and ci_high > threshold
+    mix_regressed = mix_unsure = False
+    mix_change = mix_p = None
+    if modes_at is not None:
+        mix_regressed, mix_unsure, mix_change, mix_p, mix_reason = _mode_mix(
+            tb, tc, modes_at, threshold, alpha)
+        reasons.append(mix_reason)
+        tests.append("fisher-exact-modes")
 
-    if errors_regressed or slower:
+    if errors_regressed or slower or mix_regressed:
         verdict, why = REGRESSED, " and ".join(
             (["more failures than baseline"] if errors_regressed else [])
             + ([f"{_pct(change)} slower, beyond the {threshold * 100:g}% threshold, "
-                f"p={p_slower:.2g} < {alpha:g}"] if slower else []))
+                f"p={p_slower:.2g} < {alpha:g}"] if slower else [])
+            + ([f"more responses in the slow mode ({_pct(mix_change)} mean latency), "
+                f"p={mix_p:.2g} < {alpha:g}"] if mix_regressed else []))
     elif errors_unsure:
         verdict, why = INCONCLUSIVE, "more failures than baseline, not yet significant"
+    elif mix_unsure:
+        verdict, why = INCONCLUSIVE, "more responses in the slow mode, not yet significant"
     elif maybe_slower:
         verdict, why = INCONCLUSIVE, (
             f"{_pct(change)} with CI up to {_pct(ci_high)} might be beyond the "
@@ -425,8 +471,9 @@ def judge(
     reasons.insert(0, f"{verdict}: {why}")
     tests.insert(0, "mann-whitney" if cut is None else "van-elteren")
     return Verdict(verdict, change, ci_low, ci_high, p_slower, "+".join(tests), reasons=reasons,
-                   p_value_faster=p_faster, mode_cut_ms=None if cut is None else math.exp(cut),
-                   **result)
+                   p_value_faster=p_faster,
+                   mode_cut_ms=None if modes_at is None else math.exp(modes_at),
+                   mode_mix_change=mix_change, mode_mix_p_value=mix_p, **result)
 
 
 def run_batch(lines: Iterable[str], out: TextIO) -> int:

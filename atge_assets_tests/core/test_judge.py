@@ -266,8 +266,10 @@ def test_modes_are_found_only_where_there_are_two():
     splits += sum(_modes(0.2 * rng.standard_t(3, 30), 0.2 * rng.standard_t(3, 30)) is not None
                   for _ in range(200))
     assert splits <= 4
-    # A large shift of one mode is the change itself, not two modes.
-    assert _modes(rng.normal(0, 0.02, 30), rng.normal(0.7, 0.02, 30)) is None
+    # A large shift makes a gap of its own: judged as a whole, not within "modes" it made.
+    v = judge(list(np.exp(rng.normal(0, 0.02, 30))), list(np.exp(rng.normal(0.7, 0.02, 30))))
+    assert v.verdict == REGRESSED and v.test.startswith("mann-whitney")
+    assert v.change == pytest.approx(math.expm1(0.7), rel=0.05)
     hits_and_misses = np.log(two_mode(39, 30, misses=9))
     assert _modes(hits_and_misses, np.log(two_mode(40, 30, misses=10))) == pytest.approx(
         math.log(np.sqrt(10 * 50)), abs=0.5)
@@ -282,11 +284,27 @@ def test_within_modes_a_slowdown_is_seen_that_hit_miss_pairs_would_drown():
 
     base, cand = draw(1.0), draw(1.25)
     v = judge(base, cand)
-    assert v.verdict == REGRESSED and v.test == "van-elteren" and 0.15 < v.change < 0.35
+    assert v.verdict == REGRESSED and v.test.startswith("van-elteren") and 0.15 < v.change < 0.35
     assert any("two modes split at" in r for r in v.reasons)
     lb, lc = np.log(base), np.log(cand)
     unstratified_p = _shift(lb, lc, 0.95, None, math.log(1.05))[3]
     assert unstratified_p > v.alpha > v.p_value
+
+
+def test_a_cache_that_misses_more_often_is_a_regression_of_its_own():
+    rng = np.random.default_rng(44)
+
+    def draw(n, misses):
+        miss = rng.random(n) < misses
+        return list(10 * np.exp(np.where(miss, np.log(5), 0) + rng.normal(0, 0.1, n)))
+
+    v = judge(draw(40, 0.3), draw(40, 0.8))
+    assert v.verdict == REGRESSED and "slow mode" in v.reasons[0]
+    assert abs(v.change) < 0.08  # each mode as fast as before
+    assert v.mode_mix_change > 0.5 and v.mode_mix_p_value < v.alpha
+    assert "fisher-exact-modes" in v.test
+    same = judge(draw(40, 0.3), draw(40, 0.3))
+    assert same.verdict in (PASS, INCONCLUSIVE) and not same.rollback
 
 
 def test_confidence_interval_covers_the_true_shift_about_95_percent_of_the_time():

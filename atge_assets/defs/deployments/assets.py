@@ -272,13 +272,8 @@ def baseline_comparison(
                     for m, b in base.items()}
     overall = cmp.overall_verdict(rows)
     store.record_comparison(dep_id, context.run_id, rows, overall)
-    # The plan's quick win: a metric above its absolute limit (e.g. end-to-end over 30 s, scaled
-    # like the static baselines) alerts whatever the comparison says.
-    limits = {m.name: suite.static_baseline_ms(m.name) * (1 + m.threshold) for m in suite.metrics}
-    alerts = notify.perf_alert_events(
-        dep_id, [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
-                  "verdict": r["verdict"]} for r in rows], limits,
-        run_url=notifier.run_url(context.run_id), run_id=context.run_id)
+    alerts = _perf_alerts(suite, dep_id, rows, run_url=notifier.run_url(context.run_id),
+                          run_id=context.run_id)
     for event in alerts:
         context.log.warning(event.title)
         for d in notifier.send(event, store.engine):
@@ -329,6 +324,7 @@ def rollback(
     history: HistoryResource,
     policy: ReleasePolicyResource,
     notifier: NotifierResource,
+    benchmark: BenchmarkResource,
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = history.store()
@@ -368,8 +364,9 @@ def rollback(
     store.record_decision(dep_id, context.run_id, action, plan.reason, plan.rollback_to)
     context.log.info(f"{dep_id}: {action}: {plan.reason}")
     # Announced after the decision is recorded: a failing channel cannot block or undo it.
-    deliveries = [str(d) for e in _release_events(store, dep, action, plan, context.run_id, notifier)
-                  for d in notifier.send(e, store.engine)]
+    events = _release_events(store, dep, action, plan, context.run_id, notifier,
+                             benchmark.suite(), good[0].id if good else None)
+    deliveries = [str(d) for e in events for d in notifier.send(e, store.engine)]
     for d in deliveries:
         context.log.info(f"notification: {d}")
     return dg.MaterializeResult(metadata={
@@ -383,20 +380,43 @@ def rollback(
     })
 
 
-def _release_events(store, dep, action: str, plan, run_id: str, notifier: NotifierResource):
-    """A rollback pages; a healthy live deployment after a rollback resolves that page."""
+def _perf_alerts(suite, dep_id: str, rows, **event_fields) -> list[notify.Event]:
+    """The plan's quick win: a metric above its absolute limit (e.g. end-to-end over 30 s, scaled
+    like the static baselines) alerts whatever the comparison says. The same rows give the same
+    alerts, which is how a later run finds the ones to resolve."""
+    limits = {m.name: suite.static_baseline_ms(m.name) * (1 + m.threshold) for m in suite.metrics}
+    return notify.perf_alert_events(
+        dep_id, [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
+                  "verdict": r["verdict"]} for r in rows], limits, **event_fields)
+
+
+def _release_events(store, dep, action: str, plan, run_id: str, notifier: NotifierResource,
+                    suite, replaced_id: str | None) -> list[notify.Event]:
+    """A rollback pages; a healthy live deployment after a rollback resolves that page.
+
+    Over-the-limit alerts are about a live deployment, so they resolve when it stops being live:
+    rolled back, or replaced by a production deployment that is kept with no alert of its own.
+    """
     metrics = store.latest_comparison_rows(dep.id)
     run_url = notifier.run_url(run_id)
+    ids = dict(run_url=run_url, run_id=run_id)
     if action == "rolled_back":
+        gone = f"{dep.id} was rolled back to {plan.rollback_to}"
         return [notify.rollback_event(dep.id, plan.rollback_to, plan.reason, metrics=metrics,
-                                      run_url=run_url, run_id=run_id, deployment_url=dep.url)]
+                                      deployment_url=dep.url, **ids)] + [
+            notify.recovery_event(a, gone, **ids) for a in _perf_alerts(suite, dep.id, metrics)]
+    events = []
     if action == "kept" and dep.target == "production":
         last = store.last_decision("rolled_back")
         if last:
             incident = notify.rollback_event(last["deployment_id"], last["rollback_to"] or "")
-            return [notify.recovery_event(incident, f"{dep.id} is live and healthy",
-                                          run_url=run_url, run_id=run_id)]
-    return []
+            events.append(notify.recovery_event(incident, f"{dep.id} is live and healthy", **ids))
+        if replaced_id and not _perf_alerts(suite, dep.id, metrics):
+            events += [notify.recovery_event(a, f"{dep.id} replaced it and is within its limits",
+                                             **ids)
+                       for a in _perf_alerts(suite, replaced_id,
+                                             store.latest_comparison_rows(replaced_id))]
+    return events
 
 
 benchmark_job = dg.define_asset_job(

@@ -124,6 +124,9 @@ def test_rollback_is_announced_on_slack_and_pagerduty(sandbox, instance, resourc
     # The plan's quick win: each metric above its absolute limit pages on its own key.
     alerts = {p["dedup_key"] for p in pd if p["event_action"] == "trigger"} - {f"atge-{slow}"}
     assert f"atge-{slow}-end_to_end" in alerts
+    # Those are about a live deployment: rolled back, it no longer is, so they resolve at once.
+    resolved = [p["dedup_key"] for p in pd if p["event_action"] == "resolve"]
+    assert sorted(resolved) == sorted(alerts)
     # A rerun of the rollback sends nothing more.
     run(instance, res, slow, selection=[GRAPH[4]])
     assert len([g for g in receiver.got if g["path"] == "/slack" and slow in
@@ -133,7 +136,7 @@ def test_rollback_is_announced_on_slack_and_pagerduty(sandbox, instance, resourc
     run(instance, res, healthy)
     resolves = [g["json"] for g in receiver.got if g["path"] == "/pd"
                 and g["json"]["event_action"] == "resolve"]
-    assert [p["dedup_key"] for p in resolves] == [trig[0]["dedup_key"]]
+    assert [p["dedup_key"] for p in resolves] == resolved + [trig[0]["dedup_key"]]
 
 
 def test_a_failing_channel_never_blocks_the_rollback(sandbox, instance, resources):

@@ -1,6 +1,7 @@
 """Real parts for tests: the sandbox on a loopback port, a SQLite history file, a Dagster instance."""
 
 import contextlib
+import math
 import os
 from pathlib import Path
 
@@ -126,3 +127,14 @@ def any_store(request, tmp_path):
     yield s
     s.dispose()
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+def plain_json(value) -> bool:
+    """Only the types json.dumps writes natively, and no NaN or infinity."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and plain_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(plain_json(v) for v in value)
+    if type(value) is float:
+        return math.isfinite(value)
+    return value is None or type(value) in (str, int, bool)

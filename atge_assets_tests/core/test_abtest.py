@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from scipy import stats
 
 from atge_assets.core import abtest as ab
 from atge_assets.core import abtest_stats as st
+from atge_assets_tests.conftest import plain_json
 
 ROOT = Path(__file__).resolve().parents[2]
 HIGH, MEDIUM = "gpt51-high", "gpt51-medium"
@@ -30,16 +30,6 @@ def variant(vid: str, pct: float, enabled: bool = True, effort: str = "high") ->
 def three_way() -> ab.ExperimentConfig:
     return ab.ExperimentConfig.from_dict({"experiment": "three-way", "control": "a", "variants": [
         variant("a", 60), variant("b", 20, effort="medium"), variant("c", 20, effort="low")]})
-
-
-def plain_json(value) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and plain_json(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(plain_json(v) for v in value)
-    if type(value) is float:
-        return math.isfinite(value)
-    return value is None or type(value) in (str, int, bool)
 
 
 # --- GrowthBook compatibility ---------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ from atge_assets.core.forecast import (
     forecast,
     run_batch,
 )
+from atge_assets_tests.conftest import plain_json
 
 NOW = 1_700_000_000.0
 HORIZON_S = 1800.0
@@ -32,17 +32,6 @@ def series(minutes: int = 60, level: float = 100.0, slope: float = 0.0, noise: f
     t = NOW - step_s * np.arange(int(minutes * 60 / step_s), -1, -1)
     y = level + slope * (t - NOW) / 60 + rng.normal(0, noise, len(t))
     return t.tolist(), y.tolist()
-
-
-def plain_json(value) -> bool:
-    """Only the types json.dumps writes natively, and no NaN or infinity."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and plain_json(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(plain_json(v) for v in value)
-    if type(value) is float:
-        return math.isfinite(value)
-    return value is None or type(value) in (str, int, bool)
 
 
 # --- coming breaches ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from atge_assets.core.judge import (
     judge,
     run_batch,
 )
+from atge_assets_tests.conftest import plain_json
 
 
 def lognormal(seed: int, n: int, median_ms: float = 100.0, noise: float = 0.10) -> list[float]:
@@ -37,17 +38,6 @@ def two_mode(seed: int, n: int, misses: int, factor: float = 1.0) -> list[float]
                         50 * np.exp(rng.normal(0, 0.05, misses))]) * factor
     rng.shuffle(x)
     return [round(float(v), 3) for v in x]
-
-
-def plain_json(value) -> bool:
-    """Only the types json.dumps writes natively, and no NaN or infinity."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and plain_json(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(plain_json(v) for v in value)
-    if type(value) is float:
-        return math.isfinite(value)
-    return value is None or type(value) in (str, int, bool)
 
 
 # --- each verdict -------------------------------------------------------------------------------

@@ -362,7 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         module, func, _ = DELEGATED[argv[0]]
         return getattr(importlib.import_module(module), func)(argv[1:])
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # `atge judge --batch IN | head` stops quietly once head has enough, as Unix tools do
+        # (Python's own advice: point stdout at devnull so the exit flush cannot fail again).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

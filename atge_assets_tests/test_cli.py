@@ -73,6 +73,19 @@ def test_judge_batch_cli(tmp_path):
     assert res[2]["error"] and res[2]["rollback"] is False
 
 
+def test_a_reader_that_stops_early_ends_the_batch_quietly(tmp_path):
+    src = tmp_path / "in.jsonl"
+    line = json.dumps({"id": 1, "baseline": [100.0 + i for i in range(20)],
+                       "candidate": [101.0 + i for i in range(20)]})
+    src.write_text((line + "\n") * 20000)  # far more output than a pipe buffers
+    proc = subprocess.Popen([sys.executable, "-m", "atge_assets.cli", "judge", "--batch", str(src)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline())["id"] == 1  # `| head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert b"Traceback" not in proc.stderr.read()
+
+
 def test_changepoints_batch_cli(tmp_path):
     src = tmp_path / "in.jsonl"
     step = [100.0 + (i % 3) for i in range(15)] + [140.0 + (i % 3) for i in range(15)]

@@ -9,7 +9,8 @@ scale); two modes (30% cache misses at 5x the hit latency). Noise is the log-sca
 body (~ its coefficient of variation), 5-30%. Each side gets 10-40 samples, drawn independently, and
 both sides fail requests at the same rate (0, 2% or 5%), so the error test is exercised with no
 true error change. A separate group raises the candidate's failure rate with latency unchanged,
-and another its share of cache misses (30% before) with each mode's latency unchanged.
+another its share of cache misses (30% before) with each mode's latency unchanged, and another
+slows only the misses.
 
 Naive rules (the plan's): `naive_single` rolls back if one candidate timing is more than 10% above
 the baseline mean; `naive_mean` if the candidate mean is.
@@ -60,19 +61,20 @@ RULES = ("ours", "ours_remeasured", "naive_single", "naive_mean")
 
 
 def log_noise(rng: np.random.Generator, shape: str, sigma: float, size,
-              misses: float = 0.30) -> np.ndarray:
+              misses: float = 0.30, miss_factor: float = 1.0) -> np.ndarray:
     body = rng.standard_t(3, size) if shape == "heavy_tail" else rng.standard_normal(size)
     x = sigma * body
     if shape == "outliers":
         x += np.where(rng.random(size) < 0.05, np.log(rng.uniform(3, 10, size)), 0.0)
     elif shape == "two_mode":
-        x += np.where(rng.random(size) < misses, np.log(5.0), 0.0)
+        x += np.where(rng.random(size) < misses, np.log(5.0 * miss_factor), 0.0)
     return x
 
 
 def samples(rng, shape, sigma, base_ms, factor, error_rate, n,
-            misses: float = 0.30) -> list[float | None]:
-    ms = np.round(base_ms * factor * np.exp(log_noise(rng, shape, sigma, n, misses)), 2)
+            misses: float = 0.30, miss_factor: float = 1.0) -> list[float | None]:
+    ms = np.round(base_ms * factor * np.exp(log_noise(rng, shape, sigma, n, misses, miss_factor)),
+                  2)
     failed = rng.random(n) < error_rate
     return [None if f else float(v) for v, f in zip(ms, failed)]
 
@@ -87,7 +89,7 @@ def naive(baseline, candidate) -> tuple[bool, bool]:
 
 
 def scenario(rng, shape, sigma, change, error_rate=None, cand_error_rate=None,
-             cand_misses: float = 0.30) -> dict:
+             cand_misses: float = 0.30, cand_miss_factor: float = 1.0) -> dict:
     """One comparison, judged once and, while inconclusive, again on more samples (up to LOOKS)."""
     n_b, n_c = (int(v) for v in rng.integers(N_MIN, N_MAX + 1, 2))
     base_ms = float(np.exp(rng.uniform(np.log(5), np.log(500))))
@@ -95,7 +97,8 @@ def scenario(rng, shape, sigma, change, error_rate=None, cand_error_rate=None,
     e_c = e if cand_error_rate is None else cand_error_rate
     # Draw every look up front: each re-measure adds as many fresh samples as the first look had.
     baseline = samples(rng, shape, sigma, base_ms, 1.0, e, LOOKS * n_b)
-    candidate = samples(rng, shape, sigma, base_ms, 1.0 + change, e_c, LOOKS * n_c, cand_misses)
+    candidate = samples(rng, shape, sigma, base_ms, 1.0 + change, e_c, LOOKS * n_c, cand_misses,
+                        cand_miss_factor)
     first = final = judge(baseline[:n_b], candidate[:n_c], THRESHOLD)
     look = 1
     while final.verdict == INCONCLUSIVE and look < LOOKS:
@@ -165,6 +168,18 @@ def miss_group(rng, reps: int) -> dict:
         out[f"{misses:.0%}"] = {"mean_latency_change": round(mean_change, 3),
                                 **{k: rate(rows, k) for k in
                                    ("ours", "ours_remeasured", "naive_mean")}}
+    return out
+
+
+def slow_misses_group(rng, reps: int) -> dict:
+    """Hits unchanged, only the cache misses (30% of requests) slower."""
+    out = {}
+    for factor in (1.0, 1.1, 1.3, 1.6, 2.0):
+        rows = [scenario(rng, "two_mode", 0.10, 0.0, 0.0, 0.0, 0.30, factor) for _ in range(reps)]
+        mean_change = (0.7 + 0.3 * 5 * factor) / (0.7 + 0.3 * 5) - 1
+        out[f"x{factor:g}"] = {"mean_latency_change": round(mean_change, 3),
+                               **{k: rate(rows, k) for k in
+                                  ("ours", "ours_remeasured", "naive_mean")}}
     return out
 
 
@@ -241,6 +256,9 @@ def main() -> int:
     misses = miss_group(rng, max(args.reps // 2, 100))
     print(f"cache misses up (30% before, hit and miss latencies unchanged), rollback rate: "
           f"{json.dumps(misses)}", file=err)
+    slow_misses = slow_misses_group(rng, max(args.reps // 2, 100))
+    print(f"only the cache misses slower (hits unchanged), rollback rate: "
+          f"{json.dumps(slow_misses)}", file=err)
     batch = time_batch(rows, args.batch)
     print(f"run_batch: {batch}", file=err)
 
@@ -257,7 +275,8 @@ def main() -> int:
         "goals": goals, "goals_by_shape": goals_by_shape,
         "rollback_by_true_change_noise_le_20pct": by_change,
         "worst_cell_at_plus_5pct": {"shape_noise_n": list(worst_false[0]), "ours": worst_false[1]},
-        "error_rate_regression": errors, "cache_miss_regression": misses, "batch": batch,
+        "error_rate_regression": errors, "cache_miss_regression": misses,
+        "slow_miss_regression": slow_misses, "batch": batch,
         "runtime_seconds": round(time.perf_counter() - started, 1),
     }
     json.dump(result, sys.stdout, indent=1, allow_nan=False)

@@ -297,6 +297,22 @@ def test_a_cache_that_misses_more_often_is_a_regression_of_its_own():
     assert same.verdict in (PASS, INCONCLUSIVE) and not same.rollback
 
 
+def test_only_the_misses_slower_is_judged_by_the_time_they_take():
+    rng = np.random.default_rng(46)
+
+    def draw(n, miss_factor):
+        miss = rng.random(n) < 0.3
+        return list(10 * np.exp(np.where(miss, np.log(5 * miss_factor), 0)
+                                + rng.normal(0, 0.1, n)))
+
+    # Misses 60% slower, hits as before: the typical (hit) latency is unchanged, the mean is +41%.
+    v = judge(draw(40, 1.0), draw(40, 1.6))
+    assert v.verdict == REGRESSED and abs(v.change) < 0.1
+    assert any(r.startswith("slow mode alone") and "that mode regressed" in r for r in v.reasons)
+    # Misses 5% slower are 3% of the mean: nothing to roll back.
+    assert not judge(draw(40, 1.0), draw(40, 1.05)).rollback
+
+
 def test_confidence_interval_covers_the_true_shift_about_95_percent_of_the_time():
     rng = np.random.default_rng(35)
     hits = []

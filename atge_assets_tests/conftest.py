@@ -1,8 +1,11 @@
 """Real parts for tests: the sandbox on a loopback port, a SQLite history file, a Dagster instance."""
 
 import contextlib
+import json
 import math
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -138,3 +141,31 @@ def plain_json(value) -> bool:
     if type(value) is float:
         return math.isfinite(value)
     return value is None or type(value) in (str, int, bool)
+
+
+@contextlib.contextmanager
+def json_receiver():
+    """A loopback webhook receiver (Slack, PagerDuty alike) that keeps each POST as
+    {"path", "json"} in `.got`; `.url` is its base address. PagerDuty paths (with "pd") get 202."""
+    got: list[dict] = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            got.append({"path": self.path, "json": json.loads(body or b"null")})
+            self.send_response(202 if "pd" in self.path else 200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    srv.got, srv.url = got, f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -6,23 +6,20 @@ the one switch (ATGE_DATABASE_URL) that puts Dagster and the history on the Post
 """
 
 import contextlib
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from atge_assets import stack
 from atge_assets.core.store import HistoryStore
-from atge_assets_tests.conftest import fresh_pg_database
+from atge_assets_tests.conftest import fresh_pg_database, json_receiver
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
     with contextlib.ExitStack() as cleanup:
-        slack = cleanup.enter_context(_receiver())
-        env = {"ATGE_SLACK_WEBHOOK_URL": slack.url}
+        slack = cleanup.enter_context(json_receiver())
+        env = {"ATGE_SLACK_WEBHOOK_URL": slack.url + "/services/T0/B0/x"}
         history_url = f"sqlite:///{tmp_path / 'home' / 'history.sqlite'}"
         if storage == "postgres":
             history_url = env["ATGE_DATABASE_URL"] = cleanup.enter_context(fresh_pg_database())
@@ -39,8 +36,9 @@ def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
             assert s.status()["production"] == first
             assert [d["decision"] for d in store.s.decisions_for(slow)] == ["rolled_back"]
             # ...and a Slack-shaped message naming it arrives.
-            msg = s.wait_for(lambda: [m for m in slack.got if slow in m.get("text", "")
-                                      and "olled back" in m["text"]], 60)
+            msg = s.wait_for(lambda: [g["json"] for g in slack.got
+                                      if slow in g["json"].get("text", "")
+                                      and "olled back" in g["json"]["text"]], 60)
             assert len(msg) == 1 and msg[0]["blocks"]
             # Issue 5: a healthy preview becomes production by itself.
             preview = s.deploy(target="preview")
@@ -60,32 +58,6 @@ def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
         assert code == 0, s.log_path.read_text()[-3000:]
         log = s.log_path.read_text()
         assert "dagster stopped" in log and "sandbox stopped" in log
-
-
-@contextlib.contextmanager
-def _receiver():
-    """A loopback Slack incoming-webhook stand-in that keeps what it receives."""
-    got: list[dict] = []
-
-    class H(BaseHTTPRequestHandler):
-        def do_POST(self):
-            got.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(200)
-            self.send_header("content-length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *a):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    srv.got, srv.url = got, f"http://127.0.0.1:{srv.server_address[1]}/services/T0/B0/x"
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 class _Closing:

@@ -13,21 +13,10 @@ from atge_assets.core.metrics_source import (
     parse_query_range,
 )
 from atge_assets.core.timing import HostNotAllowed
-from atge_assets_tests.defs.monitoring.helpers import reset_metrics, serve_sandbox
+from atge_assets_tests.defs.monitoring.helpers import sandbox, shared_sandbox  # noqa: F401
 
 T = 1_790_000_040.0  # a multiple of 60
 LOCAL = ["127.0.0.1"]
-
-
-@pytest.fixture(scope="module")
-def shared_sandbox(tmp_path_factory):
-    yield from serve_sandbox(tmp_path_factory.mktemp("sandbox"))
-
-
-@pytest.fixture
-def sandbox(shared_sandbox):
-    """Overrides the suite's sandbox: one per module, its metrics reset for each test."""
-    return reset_metrics(shared_sandbox)
 
 
 def scenario(sandbox, **body):

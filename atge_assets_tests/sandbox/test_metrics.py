@@ -8,20 +8,9 @@ import pytest
 
 from atge_assets.sandbox.server import SandboxServer
 from atge_assets.sandbox.state import SandboxState
-from atge_assets_tests.defs.monitoring.helpers import reset_metrics, serve_sandbox
+from atge_assets_tests.defs.monitoring.helpers import sandbox, shared_sandbox  # noqa: F401
 
 T = 1_790_000_000.0  # an explicit clock: scenarios and queries pinned to it never wait
-
-
-@pytest.fixture(scope="module")
-def shared_sandbox(tmp_path_factory):
-    yield from serve_sandbox(tmp_path_factory.mktemp("sandbox"))
-
-
-@pytest.fixture
-def sandbox(shared_sandbox):
-    """Overrides the suite's sandbox: one per module, its metrics reset for each test."""
-    return reset_metrics(shared_sandbox)
 
 
 def post(sandbox, path, body):

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import threading
 
 import dagster as dg
 import httpx
@@ -18,22 +17,12 @@ from atge_assets.defs.abtest import assets as ab
 from atge_assets.defs.abtest.resources import ExperimentsResource
 from atge_assets.defs.abtest.sensors import build_ab_test_sensor
 from atge_assets.defs.resources import HistoryResource
-from atge_assets_tests.core.test_notify import Receiver
+from atge_assets_tests.core.test_notify import receiver  # noqa: F401 (a fixture)
 from atge_assets_tests.defs.deployments.helpers import metadata
 
 GRAPH = [ab.ab_test_results, ab.ab_test_analysis, ab.ab_test_promotion]
 LIFT = {"gpt51-high": 0.50, "gpt51-medium": 0.65}
 SAME = {"gpt51-high": 0.55, "gpt51-medium": 0.55}
-
-
-@pytest.fixture
-def receiver():
-    srv = Receiver()
-    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
 
 
 def create(sandbox, key, rates, minutes, seed=11):

@@ -1,5 +1,6 @@
 import dagster as dg
 import httpx
+import pytest
 
 from atge_assets.defs.monitoring.assets import metric_forecasts, system_metrics
 from atge_assets.defs.monitoring.resources import MonitoringResource
@@ -14,20 +15,24 @@ from atge_assets.sandbox.state import SandboxState
 T = 1_789_999_980.0
 
 
-def serve_sandbox(folder):
-    """A sandbox for a whole test module (a generator for a module-scoped fixture): stopping one
-    costs half a second, its serve loop's poll, and these tests need many."""
-    server = SandboxServer(("127.0.0.1", 0), SandboxState(folder / "sandbox.json", seed=7))
+@pytest.fixture(scope="module")
+def shared_sandbox(tmp_path_factory):
+    """A sandbox for a whole test module: stopping one per test adds up, and these tests need
+    many. Import this and `sandbox` into a test module (or conftest) to use them."""
+    state = SandboxState(tmp_path_factory.mktemp("sandbox") / "sandbox.json", seed=7)
+    server = SandboxServer(("127.0.0.1", 0), state)
     server.start_background()
     yield server
     server.shutdown()
     server.server_close()
 
 
-def reset_metrics(server):
-    """No scenarios, no actions: each test starts from a healthy app."""
-    httpx.post(server.base_url + "/_sandbox/metrics/reset", timeout=10).raise_for_status()
-    return server
+@pytest.fixture
+def sandbox(shared_sandbox):
+    """Overrides the suite's sandbox: one per module, its metrics reset for each test (no
+    scenarios, no actions: each test starts from a healthy app)."""
+    httpx.post(shared_sandbox.base_url + "/_sandbox/metrics/reset", timeout=10).raise_for_status()
+    return shared_sandbox
 
 
 def resources(sandbox, history_url, notifier=None, **monitoring) -> dict:

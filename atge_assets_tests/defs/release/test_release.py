@@ -1,8 +1,6 @@
 """The release gate end to end on the sandbox: smoke checks, promotion, notifications."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
@@ -10,35 +8,17 @@ import pytest
 from atge_assets.defs.deployments.resources import ReleasePolicyResource
 from atge_assets.defs.release.assets import promotion
 from atge_assets.defs.release.resources import NotifierResource
-from atge_assets_tests.defs.deployments.helpers import GRAPH, metadata, run_deployment
+from atge_assets_tests.conftest import json_receiver
+from atge_assets_tests.defs.deployments.helpers import GRAPH, metadata
 
 SENSOR_TAGS = {"dagster/sensor_name": "deployment_sensor"}
 
 
 @pytest.fixture
 def receiver():
-    """A loopback HTTP receiver that records what notifiers post (Slack, PagerDuty alike)."""
-    got: list[dict] = []
-
-    class H(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            got.append({"path": self.path, "json": json.loads(body or b"null")})
-            self.send_response(202 if "pd" in self.path else 200)
-            self.send_header("content-length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *a):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    srv.got = got
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    """Records what notifiers post (Slack, PagerDuty alike)."""
+    with json_receiver() as srv:
+        yield srv
 
 
 def run(instance, resources, dep_id, tags=None, selection=GRAPH):

@@ -278,8 +278,9 @@ def _shift(lb: np.ndarray, lc: np.ndarray, confidence: float, cut: float | None 
     d, wt = d[order], np.concatenate(weights)[order]
     cum = np.cumsum(wt)
     total_w = float(cum[-1])
-    # The weighted median: the first difference whose cumulative weight reaches half the total (the
-    # mean of the two middle ones when it lands exactly on a boundary, as an unweighted median does).
+    # The weighted median: the first difference whose cumulative weight reaches half the total
+    # (the mean of the two middle ones when it lands exactly on a boundary, as an unweighted
+    # median does).
     k = int(np.searchsorted(cum, 0.5 * total_w - 1e-12 * total_w))
     estimate = float(d[k])
     if abs(cum[k] - 0.5 * total_w) <= 1e-9 * total_w and k + 1 < len(d):

@@ -164,9 +164,9 @@ def last_actions(store, target: str, now: float, window_s: float) -> dict[str, f
         description="Warns while a metric is forecast to cross its threshold within the horizon "
         "(trend significant) or is already past it.")],
     description="Per metric: a robust forecast of its level (a flat-then-ramp hinge, or Holt "
-    "when it forecast the recent past far better) over the last hour, or since the last action on it, the "
-    "slope, the time to threshold with its interval and whether a breach is expected within the "
-    "horizon; a chart per metric. self_healing_sensor acts on these.",
+    "when it forecast the recent past far better) over the last hour, or since the last action "
+    "on it, the slope, the time to threshold with its interval and whether a breach is expected "
+    "within the horizon; a chart per metric. self_healing_sensor acts on these.",
 )
 def metric_forecasts(context: dg.AssetExecutionContext, config: MonitorConfig,
                      monitoring: MonitoringResource, history: HistoryResource

@@ -274,9 +274,13 @@ def _shift(lb: np.ndarray, lc: np.ndarray, confidence: float, cut: float | None 
         var += w * w * _u_variance(b, c)
         correction = max(correction, 0.5 * w)
     d = np.concatenate(diffs)
-    order = np.argsort(d, kind="stable")
-    d, wt = d[order], np.concatenate(weights)[order]
-    cum = np.cumsum(wt)
+    if cut is None:  # equal weights, the common case: a plain sort, the weights' sums counted
+        d.sort()
+        cum = np.arange(1.0, len(d) + 1.0)
+    else:
+        order = np.argsort(d, kind="stable")
+        d = d[order]
+        cum = np.cumsum(np.concatenate(weights)[order])
     total_w = float(cum[-1])
     # The weighted median: the first difference whose cumulative weight reaches half the total
     # (the mean of the two middle ones when it lands exactly on a boundary, as an unweighted

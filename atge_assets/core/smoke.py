@@ -76,17 +76,32 @@ def run_smoke(base_url: str, spec: SmokeSpec, *, scale: float = 1.0,
     own = client is None
     client = client or httpx.Client()
     try:
-        t0 = time.perf_counter()
-        try:
-            resp = client.request(spec.method, base_url.rstrip("/") + spec.path, json=spec.body,
-                                  timeout=max(1.0, 3 * limit / 1000))
-        except httpx.HTTPError as exc:
-            return SmokeResult(spec.name, False, None, None, limit,
-                               [f"request failed: {type(exc).__name__}"])
-        ms = (time.perf_counter() - t0) * 1000
+        # One slow answer on a busy machine is noise, as one slow benchmark sample is: a request
+        # that is right but over its limit is asked once more, and fails only if slow twice.
+        for attempt in (1, 2):
+            t0 = time.perf_counter()
+            try:
+                resp = client.request(spec.method, base_url.rstrip("/") + spec.path,
+                                      json=spec.body, timeout=max(1.0, 3 * limit / 1000))
+            except httpx.HTTPError as exc:
+                return SmokeResult(spec.name, False, None, None, limit,
+                                   [f"request failed: {type(exc).__name__}"])
+            ms = (time.perf_counter() - t0) * 1000
+            reasons = _content_reasons(resp, spec)
+            if reasons or ms <= limit:
+                break
     finally:
         if own:
             client.close()
+    if ms > limit:
+        reasons.append(f"took {ms:.0f} ms, limit {limit:.0f} ms"
+                       + (", twice" if attempt == 2 else ""))
+    return SmokeResult(spec.name, not reasons, resp.status_code, ms, limit,
+                       reasons or ["ok"])
+
+
+def _content_reasons(resp: httpx.Response, spec: SmokeSpec) -> list[str]:
+    """What is wrong with the answer itself (status, JSON keys), its time aside."""
     reasons = []
     if resp.status_code != spec.expect_status:
         reasons.append(f"status {resp.status_code}, expected {spec.expect_status}")
@@ -98,7 +113,4 @@ def run_smoke(base_url: str, spec: SmokeSpec, *, scale: float = 1.0,
                 reasons.append(f"JSON lacks {missing}")
         except ValueError:
             reasons.append("answer is not JSON")
-    if ms > limit:
-        reasons.append(f"took {ms:.0f} ms, limit {limit:.0f} ms")
-    return SmokeResult(spec.name, not reasons, resp.status_code, ms, limit,
-                       reasons or ["ok"])
+    return reasons

@@ -134,19 +134,19 @@ def _batch(path: str, run) -> int:
 
 
 def cmd_judge(args) -> int:
-    from atge_assets.core.judge import run_batch
+    from atge_assets.deployments.judge import run_batch
 
     return _batch(args.batch, run_batch)
 
 
 def cmd_changepoints(args) -> int:
-    from atge_assets.core.changepoints import run_batch
+    from atge_assets.trends.changepoints import run_batch
 
     return _batch(args.batch, run_batch)
 
 
 def cmd_forecast(args) -> int:
-    from atge_assets.core.forecast import run_batch
+    from atge_assets.monitoring.forecast import run_batch
 
     if not (0 < args.horizon_minutes <= 7 * 24 * 60):
         return _die("--horizon-minutes must be between 0 and 10080")
@@ -192,7 +192,8 @@ def _stop(proc: subprocess.Popen, name: str, grace_s: float = 20.0) -> None:
 
 
 def cmd_up(args) -> int:
-    from atge_assets.settings import atge_home, instance_yaml
+    from atge_assets.harness.instance import instance_yaml
+    from atge_assets.settings import atge_home
 
     root = _project_root()
     home = atge_home()
@@ -202,7 +203,7 @@ def cmd_up(args) -> int:
     target = dagster_home / "dagster.yaml"
     # Our own home follows the project's dagster.yaml; a DAGSTER_HOME you chose keeps your file.
     if own_home or not target.exists() or args.reset_instance_config:
-        target.write_text(instance_yaml((root / "dagster.yaml").read_text()))
+        target.write_text(instance_yaml((root / "dagster.yaml").read_text(), os.environ))
     storage = "Postgres" if os.environ.get("ATGE_DATABASE_URL") else "SQLite"
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home), ATGE_HOME=str(home))
     bindir = Path(sys.executable).parent
@@ -241,7 +242,7 @@ def cmd_up(args) -> int:
 
             # Optional: Vercel's deployment webhooks make the sensor act on its next tick.
             intake = subprocess.Popen(
-                [sys.executable, "-m", "atge_assets.core.webhook_intake", "--host", args.host,
+                [sys.executable, "-m", "atge_assets.deployments.webhook_intake", "--host", args.host,
                  "--port", str(args.webhook_port),
                  "--queue-url", Settings.from_env(env).history_url],
                 env=env, start_new_session=True)
@@ -347,9 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands whose modules own their argument parsing (each imports only what it needs).
 DELEGATED = {
-    "loadtest": ("atge_assets.core.loadgen", "cli_main",
+    "loadtest": ("atge_assets.load.engine", "cli_main",
                  "load test a URL: closed (--users) or open (--rate) model"),
-    "abtest": ("atge_assets.core.abtest", "cli_main",
+    "abtest": ("atge_assets.abtest.analysis", "cli_main",
                "A/B tests of model variants: analyze, assign, simulate"),
 }
 

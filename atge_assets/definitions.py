@@ -4,27 +4,27 @@ import os
 
 import dagster as dg
 
-from atge_assets.defs.abtest import assets as abtest_assets
-from atge_assets.defs.abtest.resources import ExperimentsResource
-from atge_assets.defs.abtest.sensors import build_ab_test_sensor
-from atge_assets.defs.deployments import assets as deployment_assets
-from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
-from atge_assets.defs.deployments.sensors import build_deployment_sensor
-from atge_assets.defs.load import assets as load_assets
-from atge_assets.defs.load.resources import LoadTestResource
-from atge_assets.defs.load.schedules import build_load_schedule
-from atge_assets.defs.load.sensors import build_load_sensor
-from atge_assets.defs.monitoring import assets as monitoring_assets
-from atge_assets.defs.monitoring.resources import MonitoringSettings
-from atge_assets.defs.monitoring.schedules import build_monitoring_schedule
-from atge_assets.defs.monitoring.sensors import build_self_healing_sensor
-from atge_assets.defs.release import assets as release_assets
-from atge_assets.defs.release.resources import notifier_from_env
-from atge_assets.defs.release.sensors import run_failure_notifier
-from atge_assets.defs.resources import HistoryResource, VercelResource
-from atge_assets.defs.trends import assets as trend_assets
-from atge_assets.defs.trends.schedules import build_trends_schedule
+from atge_assets.abtest import assets as abtest_assets
+from atge_assets.abtest.resources import ExperimentsResource
+from atge_assets.abtest.sensors import build_ab_test_sensor
+from atge_assets.deployments import assets as deployment_assets
+from atge_assets.deployments import release_assets
+from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
+from atge_assets.deployments.sensors import build_deployment_sensor
+from atge_assets.lib.resources import HistoryResource, VercelResource
+from atge_assets.load import assets as load_assets
+from atge_assets.load.resources import LoadTestResource
+from atge_assets.load.schedules import build_load_schedule
+from atge_assets.load.sensors import build_load_sensor
+from atge_assets.monitoring import assets as monitoring_assets
+from atge_assets.monitoring.resources import MonitoringSettings
+from atge_assets.monitoring.schedules import build_monitoring_schedule
+from atge_assets.monitoring.sensors import build_self_healing_sensor
+from atge_assets.notify.resources import notifier_from_env
+from atge_assets.notify.sensors import run_failure_notifier
 from atge_assets.settings import Settings
+from atge_assets.trends import assets as trend_assets
+from atge_assets.trends.schedules import build_trends_schedule
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

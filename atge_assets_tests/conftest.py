@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from atge_assets.core.store import HistoryStore
+from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.sandbox.server import SandboxServer
 from atge_assets.sandbox.state import SandboxState
 
@@ -40,8 +40,9 @@ def history_url(tmp_path) -> str:
 
 
 @pytest.fixture
-def store(history_url) -> HistoryStore:
-    s = HistoryStore(history_url)
+def store(history_url) -> DeploymentHistory:
+    """The deployments' history; a feature's folder overrides it with its own history class."""
+    s = DeploymentHistory(history_url)
     yield s
     s.dispose()
 
@@ -56,9 +57,9 @@ def instance(tmp_path):
 
 @pytest.fixture
 def resources(sandbox, history_url):
-    from atge_assets.defs.deployments.resources import BenchmarkResource, ReleasePolicyResource
-    from atge_assets.defs.release.resources import NotifierResource
-    from atge_assets.defs.resources import HistoryResource, VercelResource
+    from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
+    from atge_assets.lib.resources import HistoryResource, VercelResource
+    from atge_assets.notify.resources import NotifierResource
 
     return {
         "vercel": VercelResource(token=TOKEN, project_id=sandbox.state.world.project_id,
@@ -117,15 +118,15 @@ def pg_server_url():
 def any_store(request, tmp_path):
     """The history store on each backend it supports; Postgres tables are emptied per test."""
     if request.param == "sqlite":
-        s = HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite'}")
+        s = DeploymentHistory(f"sqlite:///{tmp_path / 'h.sqlite'}")
     else:
         import sqlalchemy as sa
 
-        s = HistoryStore(request.getfixturevalue("pg_server_url"))
-        from atge_assets.core import store as store_mod
+        s = DeploymentHistory(request.getfixturevalue("pg_server_url"))
+        from atge_assets.lib.history.schema import md
 
         with s.engine.begin() as conn:
-            for table in reversed(store_mod.md.sorted_tables):
+            for table in reversed(md.sorted_tables):
                 conn.execute(sa.text(f"DELETE FROM {table.name}"))
     yield s
     s.dispose()

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from atge_assets.core import abtest as ab  # noqa: E402
-from atge_assets.core import abtest_stats as st  # noqa: E402
+from atge_assets.abtest import analysis as ab  # noqa: E402
+from atge_assets.abtest import stats as st  # noqa: E402
 
 BASE = 0.55
 TAU = 0.06  # mSPRT mixing sd, matched to the plan's minimum detectable lift

@@ -1,4 +1,4 @@
-"""Score `atge_assets.core.changepoints` on the Turing Change Point Dataset (TCPD).
+"""Score `atge_assets.trends.changepoints` on the Turing Change Point Dataset (TCPD).
 
     python benchmarks/changepoints_tcpd.py [--data DIR]
 
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from atge_assets.core.changepoints import changepoint_indices  # noqa: E402
+from atge_assets.trends.changepoints import changepoint_indices  # noqa: E402
 
 MARGIN = 5
 

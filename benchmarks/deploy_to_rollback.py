@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from atge_assets import stack
-from atge_assets.core.store import HistoryStore
+from atge_assets.deployments.history import DeploymentHistory
+from atge_assets.harness import stack
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
         s.wait_for(s.ui_ready, 300)
         startup = time.time() - t_start
         first = s.status()["production"]
-        store = HistoryStore(f"sqlite:///{home / 'history.sqlite'}")
+        store = DeploymentHistory(f"sqlite:///{home / 'history.sqlite'}")
         s.wait_for(lambda: store.decisions_for(first), 300)
         for i in range(args.trials):
             before = len(s.status()["rollbacks"])

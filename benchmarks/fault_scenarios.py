@@ -14,9 +14,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from atge_assets import drills
-from atge_assets.core.store import HistoryStore
-from atge_assets.stack import Topology, wait_until
+from atge_assets.deployments.history import DeploymentHistory
+from atge_assets.harness import drills
+from atge_assets.harness.stack import Topology, wait_until
 
 ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
@@ -36,7 +36,7 @@ def main() -> int:
     try:
         topo.start_all()
         wait_until(topo.ready, 300, what="webserver and sandbox")
-        store = HistoryStore(url)
+        store = DeploymentHistory(url)
         first = topo.sandbox("GET", "/_sandbox/status")["production"]
         wait_until(lambda: store.decisions_for(first), 300, what="the first deployment judged")
         t0 = time.time()

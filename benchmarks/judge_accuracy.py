@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from atge_assets.core.judge import INCONCLUSIVE, judge, run_batch  # noqa: E402
+from atge_assets.deployments.judge import INCONCLUSIVE, judge, run_batch  # noqa: E402
 
 SHAPES = ("lognormal", "outliers", "heavy_tail", "two_mode")
 NOISES = (0.05, 0.10, 0.20, 0.30)

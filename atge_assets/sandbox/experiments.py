@@ -33,7 +33,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from atge_assets.core.abtest import (
+from atge_assets.abtest.analysis import (
     DEFAULT_EXPERIMENT,
     ExperimentConfig,
     default_config,

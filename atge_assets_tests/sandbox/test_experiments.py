@@ -2,7 +2,7 @@
 
 import httpx
 
-from atge_assets.core.abtest import DEFAULT_EXPERIMENT, analyze, default_config
+from atge_assets.abtest.analysis import DEFAULT_EXPERIMENT, analyze, default_config
 from atge_assets.sandbox.experiments import Experiments
 from atge_assets.sandbox.server import SandboxServer
 from atge_assets.sandbox.state import SandboxState

@@ -8,7 +8,7 @@ import pytest
 
 from atge_assets.sandbox.server import SandboxServer
 from atge_assets.sandbox.state import SandboxState
-from atge_assets_tests.defs.monitoring.helpers import sandbox, shared_sandbox  # noqa: F401
+from atge_assets_tests.monitoring.helpers import sandbox, shared_sandbox  # noqa: F401
 
 T = 1_790_000_000.0  # an explicit clock: scenarios and queries pinned to it never wait
 

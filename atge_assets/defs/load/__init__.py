@@ -1,1 +1,0 @@
-"""Load testing and capacity planning: the `load_test` asset, its job, sensor and schedule."""

@@ -1,1 +1,0 @@
-"""Predictive monitoring and self-healing: metrics intake, forecasts, and acting before a breach."""

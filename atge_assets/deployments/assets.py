@@ -1,0 +1,430 @@
+"""Per-deployment assets: timings -> baseline -> comparison -> rollback.
+
+Data moves through the history store (not an IO manager), so every asset can be rerun alone and
+every number stays queryable in SQL after the run.
+"""
+
+
+import dataclasses
+import time
+
+import dagster as dg
+
+from atge_assets.deployments import compare as cmp
+from atge_assets.deployments import judge as judge_mod
+from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
+from atge_assets.deployments.partitions import deployments_partitions
+from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
+from atge_assets.deployments.timing import (
+    CANDIDATE,
+    REFERENCE,
+    HostNotAllowed,
+    Sample,
+    check_url,
+    measure,
+)
+from atge_assets.lib.providers.base import READY, Deployment, MalformedPayload, ProviderError
+from atge_assets.lib.resources import HistoryResource, VercelResource
+from atge_assets.notify import channels as notify
+from atge_assets.notify.resources import NotifierResource
+
+GROUP = "deployments"
+
+
+def _fmt(x, pattern="{:.1f}") -> str:
+    return "–" if x is None else pattern.format(x)
+
+
+def _resolve(context, client, allowed: list[str], store, dep_id: str) -> Deployment:
+    """The deployment, READY and on an allowed host, or a Failure that says why."""
+    try:
+        dep = client.get_deployment(dep_id)
+    except (ProviderError, MalformedPayload) as exc:
+        raise dg.Failure(f"could not read deployment {dep_id} from the provider: {exc}") from exc
+    store.upsert_deployment(dep)
+    if dep.state != READY:
+        raise dg.Failure(f"deployment {dep_id} is {dep.state}, not READY: nothing to benchmark")
+    try:
+        check_url(dep.url, allowed)
+    except HostNotAllowed as exc:
+        store.record_decision(dep_id, context.run_id, "refused", f"not benchmarked: {exc}")
+        raise dg.Failure(f"deployment {dep_id} not benchmarked: {exc}") from exc
+    return dep
+
+
+def recorded_deployment(store, dep_id: str):
+    """The deployment as the history knows it, or a Failure saying what to run first."""
+    dep = store.deployment(dep_id)
+    if dep is None:
+        raise dg.Failure(f"deployment {dep_id} is unknown: materialize benchmark_timings first")
+    return dep
+
+
+def _reference_id(client, store, dep: Deployment) -> str | None:
+    """What the candidate is measured against: the live production deployment when it is known
+    good; else the newest known-good production deployment (created before the candidate, when
+    the candidate is itself production). Never a live deployment that failed its own judgement."""
+    live = client.production_deployment_id()
+    if live and live != dep.id:
+        row = store.deployment(live)
+        if row is None or row.verdict in ACCEPTED:  # unknown to us: a fresh install's baseline
+            return live
+    row = store.deployment(dep.id)
+    before = row.created_ms if dep.target == "production" else 2**62
+    good = [g for g in store.known_good_production(before, 2) if g.id != dep.id]
+    return good[0].id if good else None
+
+
+def _targets(context, vercel: VercelResource, benchmark: BenchmarkResource, store,
+             reference_id: str | None = None, find_reference: bool = True
+             ) -> tuple[Deployment, Deployment | None]:
+    """The candidate and the production deployment to measure beside it, if there is one.
+
+    The reference is what is live now, or, when the candidate itself is live, the last
+    known-good production deployment (its URL still serves it). Without one, history decides.
+    """
+    with vercel.client() as client:
+        allowed = client.allowed_hosts() + list(benchmark.allowed_hosts)
+        dep = _resolve(context, client, allowed, store, context.partition_key)
+        if reference_id is None and find_reference:
+            reference_id = _reference_id(client, store, dep)
+        if reference_id is None:
+            return dep, None
+        try:
+            return dep, _resolve(context, client, allowed, store, reference_id)
+        except dg.Failure as exc:
+            context.log.warning(f"no interleaved reference ({exc.description}); "
+                                "judging against history")
+            return dep, None
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    kinds={"python"},
+    description="Per metric: warm-up discarded, N timed samples of the deployment over HTTP, "
+    "every failure recorded with its status or error.",
+)
+def benchmark_timings(
+    context: dg.AssetExecutionContext,
+    vercel: VercelResource,
+    history: HistoryResource,
+    benchmark: BenchmarkResource,
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    suite = benchmark.suite()
+    store = DeploymentHistory(history.engine())
+    dep, ref = _targets(context, vercel, benchmark, store)
+    context.log.info(
+        f"benchmarking {dep_id} ({dep.target}) at {dep.url}: {len(suite.metrics)} metrics x "
+        f"{suite.samples} samples after {suite.warmup} warm-up"
+        + (f", interleaved with production {ref.id}" if ref else ", alone (no reference)"))
+    started = time.time()
+    done: dict[str, list[Sample]] = {}
+
+    def progress(s: Sample) -> None:
+        if s.target != CANDIDATE:
+            return
+        done.setdefault(s.metric, []).append(s)
+        if len(done[s.metric]) == suite.samples:
+            summary = cmp.summarize([x.value_ms for x in done[s.metric]])
+            context.log.info(f"{s.metric}: p50 {_fmt(summary['p50'])} ms, "
+                             f"{summary['errors']} failed of {summary['n']}")
+
+    samples = measure(dep.url, suite, reference_url=ref.url if ref else None, on_sample=progress)
+    store.record_measurement(dep_id, context.run_id, [s.as_dict() for s in samples], started,
+                             reference_id=ref.id if ref else None)
+
+    rows = []
+    for spec in suite.metrics:
+        for who in (CANDIDATE, REFERENCE):
+            values = [s.value_ms for s in samples if s.metric == spec.name and s.target == who]
+            if not values:
+                continue
+            summ = cmp.summarize(values)
+            rows.append(dg.TableRecord({
+                "metric": spec.name, "deployment": dep_id if who == CANDIDATE else ref.id,
+                "role": who, "samples": summ["n"], "failed": summ["errors"],
+                "p50_ms": summ["p50"], "p95_ms": summ["p95"], "mean_ms": summ["mean"],
+                "min_ms": summ["min"], "max_ms": summ["max"],
+            }))
+    errors = sorted({s.error for s in samples if s.error})
+    return dg.MaterializeResult(metadata={
+        "deployment": dep_id,
+        "reference": ref.id if ref else "",
+        "target": dep.target,
+        "url": dg.MetadataValue.url(dep.url),
+        "samples": sum(1 for s in samples if s.target == CANDIDATE),
+        "failed_samples": sum(1 for s in samples if not s.ok and s.target == CANDIDATE),
+        "timings": dg.MetadataValue.table(rows, schema=_TIMINGS_SCHEMA),
+        "errors_seen": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors) or "none"),
+        "seconds": round(time.time() - started, 2),
+    })
+
+
+_TIMINGS_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("metric", "string"), dg.TableColumn("deployment", "string"),
+    dg.TableColumn("role", "string"), dg.TableColumn("samples", "int"),
+    dg.TableColumn("failed", "int"), dg.TableColumn("p50_ms", "float"),
+    dg.TableColumn("p95_ms", "float"), dg.TableColumn("mean_ms", "float"),
+    dg.TableColumn("min_ms", "float"), dg.TableColumn("max_ms", "float"),
+])
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    deps=[benchmark_timings],
+    kinds={"python"},
+    description="Per metric, the samples to compare against: the production deployment measured "
+    "in alternation in the same run; else earlier accepted production deployments; else the "
+    "plan's static values (cold start). History is shown beside it as context.",
+)
+def baseline(
+    context: dg.AssetExecutionContext, history: HistoryResource, benchmark: BenchmarkResource
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    store = DeploymentHistory(history.engine())
+    suite = benchmark.suite()
+    dep = store.deployment(dep_id)
+    if dep is None:
+        raise dg.Failure(f"deployment {dep_id} has no timings yet: materialize benchmark_timings")
+    good = store.known_good_production(dep.created_ms, benchmark.baseline_deployments)
+    earlier = [(g.id, store.latest_samples(g.id)) for g in good]
+    ref_id = store.latest_reference(dep_id)
+    reference = (ref_id, store.latest_samples(dep_id, REFERENCE)) if ref_id else None
+    per_metric = cmp.build_baseline(suite, earlier, reference)
+    context_only = cmp.build_baseline(suite, earlier)  # what history alone would say
+    store.record_baseline(dep_id, context.run_id, per_metric)
+    rows = []
+    for metric, b in per_metric.items():
+        s = cmp.summarize(b["samples"])
+        h = context_only[metric]
+        rows.append(dg.TableRecord({
+            "metric": metric, "source": b["source"], "samples": s["n"], "p50_ms": s["p50"],
+            "p95_ms": s["p95"], "history_source": h["source"],
+            "history_p50_ms": cmp.summarize(h["samples"])["p50"],
+        }))
+    sources = sorted({b["source"] for b in per_metric.values()})
+    context.log.info(f"baseline for {dep_id}: {', '.join(sources)}")
+    return dg.MaterializeResult(metadata={
+        "source": ", ".join(sources),
+        "cold_start": not good and not ref_id,
+        "interleaved_with": ref_id or "",
+        "baseline": dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=[
+            dg.TableColumn("metric", "string"), dg.TableColumn("source", "string"),
+            dg.TableColumn("samples", "int"), dg.TableColumn("p50_ms", "float"),
+            dg.TableColumn("p95_ms", "float"), dg.TableColumn("history_source", "string"),
+            dg.TableColumn("history_p50_ms", "float"),
+        ])),
+    })
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    deps=[benchmark_timings, baseline],
+    kinds={"python"},
+    description="Per metric: current, baseline, change %, threshold and the judge's verdict "
+    "with its reasons.",
+)
+def baseline_comparison(
+    context: dg.AssetExecutionContext,
+    vercel: VercelResource,
+    history: HistoryResource,
+    benchmark: BenchmarkResource,
+    notifier: NotifierResource,
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    store = DeploymentHistory(history.engine())
+    suite = benchmark.suite()
+    base = store.latest_baseline(dep_id)
+    cand = store.latest_samples(dep_id)
+    if not base or not cand:
+        raise dg.Failure(f"deployment {dep_id}: baseline or timings missing; materialize them first")
+    rounds: list[dict] = []
+    dep = ref = None
+    while True:
+        rows = cmp.compare(suite, base, cand, look=len(rounds) + 1)
+        unsure = [r["metric"] for r in rows if r["verdict"] == judge_mod.INCONCLUSIVE]
+        n = min(len(cand.get(m, [])) for m in unsure) if unsure else 0
+        rounds.append({"round": len(rounds) + 1, "samples": max(map(len, cand.values())),
+                       "verdicts": ", ".join(f"{r['metric']}={r['verdict']}" for r in rows)})
+        if not unsure or n >= benchmark.max_samples:
+            break
+        # Inconclusive never decides by itself: measure those metrics again, then judge again.
+        context.log.info(f"round {len(rounds)}: {unsure} inconclusive at {n} samples; "
+                         f"measuring {suite.samples} more")
+        if dep is None:
+            ref_id = store.latest_reference(dep_id)
+            dep, ref = _targets(context, vercel, benchmark, store, ref_id, find_reference=False)
+            if ref_id and ref is None:
+                context.log.warning("the reference is gone; cannot re-measure in alternation")
+                break
+        more = measure(dep.url, dataclasses.replace(
+            suite, metrics=tuple(m for m in suite.metrics if m.name in unsure), warmup=0),
+            reference_url=ref.url if ref else None, seq_start=n)
+        store.add_samples(dep_id, [x.as_dict() for x in more])
+        cand = store.latest_samples(dep_id)
+        if ref:
+            fresh = store.latest_samples(dep_id, REFERENCE)
+            base = {m: ({"source": b["source"], "samples": fresh[m]} if m in fresh else b)
+                    for m, b in base.items()}
+    overall = cmp.overall_verdict(rows)
+    store.record_comparison(dep_id, context.run_id, rows, overall)
+    alerts = _perf_alerts(suite, dep_id, rows, run_url=notifier.run_url(context.run_id),
+                          run_id=context.run_id)
+    for event in alerts:
+        context.log.warning(event.title)
+        for d in notifier.send(event, store.engine):
+            context.log.info(f"notification: {d}")
+    lines = [f"**{dep_id}: {overall}**", ""]
+    table = []
+    for r in rows:
+        ch = r["change"]
+        lines.append(f"- `{r['metric']}` {r['verdict']}: " + "; ".join(r["details"]["reasons"]))
+        table.append(dg.TableRecord({
+            "metric": r["metric"], "current_ms": r["current_ms"], "baseline_ms": r["baseline_ms"],
+            "change_pct": None if ch is None else round(ch * 100, 2),
+            "threshold_pct": round(r["threshold"] * 100, 2), "verdict": r["verdict"],
+            "p_value": r["p_value"], "baseline_source": r["baseline_source"],
+        }))
+        context.log.info(f"{r['metric']}: {r['verdict']} ({_fmt(ch and ch * 100, '{:+.1f}')}% "
+                         f"vs {r['baseline_source']})")
+    return dg.MaterializeResult(metadata={
+        "verdict": overall,
+        "comparison": dg.MetadataValue.table(table, schema=dg.TableSchema(columns=[
+            dg.TableColumn("metric", "string"), dg.TableColumn("current_ms", "float"),
+            dg.TableColumn("baseline_ms", "float"), dg.TableColumn("change_pct", "float"),
+            dg.TableColumn("threshold_pct", "float"), dg.TableColumn("verdict", "string"),
+            dg.TableColumn("p_value", "float"), dg.TableColumn("baseline_source", "string"),
+        ])),
+        "reasons": dg.MetadataValue.md("\n".join(lines)),
+        "rounds": dg.MetadataValue.md("\n".join(
+            f"{r['round']}. {r['samples']} samples: {r['verdicts']}" for r in rounds)),
+        "alerts": dg.MetadataValue.md("\n".join(f"- {e.title}" for e in alerts) or "none"),
+        "max_change_pct": max((r["change"] * 100 for r in rows if r["change"] is not None),
+                              default=None) or 0.0,
+    })
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    # smoke_tests lives in the release domain; named by key to keep the import one-way.
+    deps=[baseline_comparison, dg.AssetKey("smoke_tests")],
+    kinds={"python"},
+    description="Rolls the project back to the last known-good production deployment when this "
+    "one is live and regressed or failed its smoke tests. At most once per deployment; every "
+    "decision recorded and announced.",
+)
+def rollback(
+    context: dg.AssetExecutionContext,
+    vercel: VercelResource,
+    history: HistoryResource,
+    policy: ReleasePolicyResource,
+    notifier: NotifierResource,
+    benchmark: BenchmarkResource,
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    store = DeploymentHistory(history.engine())
+    dep = recorded_deployment(store, dep_id)
+    good = store.known_good_production(dep.created_ms, 1)
+    with vercel.client() as client:
+        production = client.production_deployment_id()
+        existing = store.rollback_for(dep_id)
+        plan = cmp.plan_rollback(
+            deployment_id=dep_id, verdict=dep.verdict, target=dep.target, production_id=production,
+            known_good_id=good[0].id if good else None, existing=existing, dry_run=policy.dry_run,
+            smoke_failed=sorted(n for n, r in store.latest_smoke(dep_id).items()
+                                if not r["passed"]),
+        )
+        action = plan.action
+        waiting = store.unjudged_production_before(dep.created_ms) if not good else []
+        if action == "skipped" and plan.rollback_to is None and waiting and \
+                "no known-good" in plan.reason:
+            # An earlier deployment is still being judged (runs run concurrently): its verdict
+            # may be the known-good target we need, so retry this step rather than give up.
+            context.log.info(f"waiting for the verdict of {waiting} before deciding")
+            raise dg.RetryRequested(max_retries=30, seconds_to_wait=10)
+        if action == "rollback":
+            # Claim before calling: the primary key lets exactly one run own this rollback.
+            if existing is None and store.claim_rollback(dep_id, plan.rollback_to,
+                                                         context.run_id) is not None:
+                action = "skipped"
+                plan = cmp.RollbackPlan("skipped", "another run claimed this rollback first")
+            else:
+                context.log.warning(f"rolling {dep_id} back to {plan.rollback_to}: {plan.reason}")
+                client.rollback(plan.rollback_to)  # raises after retries: the claim stays pending
+                store.finish_rollback(dep_id)
+                action = "rolled_back"
+        elif action == "finish":
+            store.finish_rollback(dep_id)
+            action = "rolled_back"
+    store.record_decision(dep_id, context.run_id, action, plan.reason, plan.rollback_to)
+    context.log.info(f"{dep_id}: {action}: {plan.reason}")
+    # Announced after the decision is recorded: a failing channel cannot block or undo it.
+    events = _release_events(store, dep, action, plan, context.run_id, notifier,
+                             benchmark.suite(), good[0].id if good else None)
+    deliveries = [str(d) for e in events for d in notifier.send(e, store.engine)]
+    for d in deliveries:
+        context.log.info(f"notification: {d}")
+    return dg.MaterializeResult(metadata={
+        "notifications": dg.MetadataValue.md("\n".join(f"- {d}" for d in deliveries) or "none"),
+        "decision": action,
+        "reason": plan.reason,
+        "rollback_to": plan.rollback_to or "",
+        "verdict": dep.verdict or "",
+        "production_before": production or "",
+        "dry_run": policy.dry_run,
+    })
+
+
+def _perf_alerts(suite, dep_id: str, rows, **event_fields) -> list[notify.Event]:
+    """The plan's quick win: a metric above its absolute limit (e.g. end-to-end over 30 s, scaled
+    like the static baselines) alerts whatever the comparison says. The same rows give the same
+    alerts, which is how a later run finds the ones to resolve."""
+    limits = {m.name: suite.static_baseline_ms(m.name) * (1 + m.threshold) for m in suite.metrics}
+    return notify.perf_alert_events(
+        dep_id, [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
+                  "verdict": r["verdict"]} for r in rows], limits, **event_fields)
+
+
+def _release_events(store, dep, action: str, plan, run_id: str, notifier: NotifierResource,
+                    suite, replaced_id: str | None) -> list[notify.Event]:
+    """A rollback pages; a healthy live deployment after a rollback resolves that page.
+
+    Over-the-limit alerts are about a live deployment, so they resolve when it stops being live:
+    rolled back, or replaced by a production deployment that is kept with no alert of its own.
+    """
+    metrics = store.latest_comparison_rows(dep.id)
+    run_url = notifier.run_url(run_id)
+    ids = dict(run_url=run_url, run_id=run_id)
+    if action == "rolled_back":
+        gone = f"{dep.id} was rolled back to {plan.rollback_to}"
+        return [notify.rollback_event(dep.id, plan.rollback_to, plan.reason, metrics=metrics,
+                                      deployment_url=dep.url, **ids)] + [
+            notify.recovery_event(a, gone, **ids) for a in _perf_alerts(suite, dep.id, metrics)]
+    events = []
+    if action == "kept" and dep.target == "production":
+        last = store.last_decision("rolled_back")
+        if last:
+            incident = notify.rollback_event(last["deployment_id"], last["rollback_to"] or "")
+            events.append(notify.recovery_event(incident, f"{dep.id} is live and healthy", **ids))
+        if replaced_id and not _perf_alerts(suite, dep.id, metrics):
+            events += [notify.recovery_event(a, f"{dep.id} replaced it and is within its limits",
+                                             **ids)
+                       for a in _perf_alerts(suite, replaced_id,
+                                             store.latest_comparison_rows(replaced_id))]
+    return events
+
+
+benchmark_job = dg.define_asset_job(
+    "benchmark_deployment",
+    selection=dg.AssetSelection.assets(benchmark_timings, baseline, baseline_comparison, rollback)
+    | dg.AssetSelection.keys("smoke_tests", "promotion"),
+    partitions_def=deployments_partitions,
+    # The steps run one after another anyway; one process saves a Python start-up per step.
+    executor_def=dg.in_process_executor,
+    description="Benchmark one deployment, compare it with its baseline, roll back on regression.",
+)

@@ -1,0 +1,147 @@
+"""From samples to decisions: baselines, per-metric comparisons, the overall verdict, the rollback.
+
+Pure functions over plain data, so the Dagster assets only fetch, call and record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from atge_assets.deployments import judge as judge_mod
+from atge_assets.deployments.suite import Suite
+
+Samples = Sequence[float | None]
+
+
+def summarize(values: Samples) -> dict:
+    ok = np.asarray([v for v in values if v is not None], dtype=float)
+    out = {"n": len(values), "ok": int(ok.size), "errors": len(values) - int(ok.size)}
+    if ok.size:
+        out.update(mean=float(ok.mean()), p50=float(np.percentile(ok, 50)),
+                   p95=float(np.percentile(ok, 95)), min=float(ok.min()), max=float(ok.max()))
+    else:
+        out.update(mean=None, p50=None, p95=None, min=None, max=None)
+    return out
+
+
+def build_baseline(
+    suite: Suite,
+    earlier: Sequence[tuple[str, dict[str, list]]],
+    reference: tuple[str, dict[str, list]] | None = None,
+) -> dict[str, dict]:
+    """Per metric, the samples the candidate is judged against, and where they came from.
+
+    First choice: the production deployment measured in alternation in the same run (drift
+    cancels). Else the pooled samples of `earlier` accepted deployments ([(id, {metric: samples})],
+    newest first). Else, on a cold start, the plan's static value.
+    """
+    out: dict[str, dict] = {}
+    for spec in suite.metrics:
+        if reference and any(v is not None for v in reference[1].get(spec.name, [])):
+            out[spec.name] = {"source": f"interleaved:{reference[0]}",
+                              "samples": list(reference[1][spec.name])}
+            continue
+        pooled: list[float | None] = []
+        used: list[str] = []
+        for dep_id, per_metric in earlier:
+            if per_metric.get(spec.name):
+                pooled.extend(per_metric[spec.name])
+                used.append(dep_id)
+        if any(v is not None for v in pooled):
+            out[spec.name] = {"source": "history:" + ",".join(used), "samples": pooled}
+        else:
+            static = suite.static_baseline_ms(spec.name)
+            # A constant sample set lets the same judge compare against a fixed target.
+            out[spec.name] = {"source": f"static:{static:g}ms", "samples": [static] * suite.samples}
+    return out
+
+
+def compare(suite: Suite, baseline: dict[str, dict], candidate: dict[str, Samples],
+            look: int = 1) -> list[dict]:
+    """Judge every metric. `look` counts the comparisons of this deployment so far (1 = first),
+    so the judge can spend less alpha on each re-measurement and the total false-alarm rate of
+    the sequential re-measuring stays bounded."""
+    rows = []
+    for spec in suite.metrics:
+        base = baseline.get(spec.name, {"source": "missing", "samples": []})
+        cand = candidate.get(spec.name, [])
+        v = judge_mod.judge(base["samples"], cand, spec.threshold, look=look)
+        rows.append({
+            "metric": spec.name,
+            "verdict": v.verdict,
+            "current_ms": summarize(cand)["p50"],
+            "baseline_ms": summarize(base["samples"])["p50"],
+            "change": v.change,
+            "threshold": spec.threshold,
+            "p_value": v.p_value,
+            "baseline_source": base["source"],
+            "details": v.as_dict(),
+        })
+    return rows
+
+
+def overall_verdict(rows: Sequence[dict]) -> str:
+    """One regressed metric regresses the deployment; unsure beats fine; all better is improved."""
+    verdicts = [r["verdict"] for r in rows]
+    if judge_mod.REGRESSED in verdicts:
+        return judge_mod.REGRESSED
+    if judge_mod.INCONCLUSIVE in verdicts or not verdicts:
+        return judge_mod.INCONCLUSIVE
+    if all(v == judge_mod.IMPROVED for v in verdicts):
+        return judge_mod.IMPROVED
+    return judge_mod.PASS
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    action: str  # "rollback", "finish", or a final decision: "kept", "skipped", "would_roll_back"
+    reason: str
+    rollback_to: str | None = None
+
+
+def plan_rollback(
+    *,
+    deployment_id: str,
+    verdict: str | None,
+    target: str,
+    production_id: str | None,
+    known_good_id: str | None,
+    existing: dict | None,
+    dry_run: bool,
+    smoke_failed: Sequence[str] = (),
+) -> RollbackPlan:
+    """Decide what the rollback asset does. Every path returns a reason a person can read.
+
+    A regression beyond the threshold, or a failed smoke test, on the live deployment rolls back.
+    """
+    if existing and existing["status"] == "done":
+        return RollbackPlan("skipped", f"already rolled back to {existing['rollback_to']}",
+                            existing["rollback_to"])
+    if existing:  # claimed by an earlier try that may or may not have reached the provider
+        if production_id != deployment_id:
+            return RollbackPlan("finish", "an earlier attempt's rollback took effect "
+                                f"(production is {production_id})", existing["rollback_to"])
+        return RollbackPlan("rollback", "retrying an unfinished rollback", existing["rollback_to"])
+    if verdict is None and not smoke_failed:
+        return RollbackPlan("skipped", "no comparison recorded for this deployment")
+    if verdict == judge_mod.REGRESSED:
+        why = "regressed beyond the threshold"
+    elif smoke_failed:
+        why = f"smoke tests failed: {', '.join(smoke_failed)}"
+    else:
+        return RollbackPlan("kept", f"verdict is {verdict}: no regression beyond the threshold")
+    if target != "production":
+        return RollbackPlan("skipped", f"{why}, but a preview deployment is never live: "
+                            "nothing to roll back")
+    if production_id != deployment_id:
+        return RollbackPlan("skipped", f"{why}, but it is no longer production "
+                            f"(production is {production_id})")
+    if known_good_id is None:
+        return RollbackPlan("skipped", f"{why}, but there is no known-good production "
+                            "deployment to return to")
+    if dry_run:
+        return RollbackPlan("would_roll_back", f"{why}; dry run: would roll back", known_good_id)
+    return RollbackPlan("rollback", why, known_good_id)

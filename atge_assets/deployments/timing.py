@@ -1,0 +1,162 @@
+"""Timing ATGE endpoints over real HTTP: samples, `Server-Timing` phases, and the host allow-list.
+
+Every sample is kept, failed ones included (status, error, timeout), because an error rate is a
+regression signal of its own and a silent drop would flatter a broken deployment.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
+
+import httpx
+
+from atge_assets.deployments.suite import MetricSpec, Suite
+
+
+class HostNotAllowed(ValueError):
+    """The URL's scheme or host is not one the provider or the configuration allows."""
+
+
+# Cloud metadata endpoints: never a benchmark target, whatever the allow-list says.
+_METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
+
+
+def check_url(url: str, allowed_hosts: Iterable[str]) -> str:
+    """Return the URL if its scheme is http(s) and its host matches an allowed pattern.
+
+    Patterns are shell-style (`*.vercel.app`, `127.0.0.1`). Link-local addresses (the cloud
+    metadata service lives at 169.254.169.254) are refused even when a pattern would match.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise HostNotAllowed(f"scheme {parts.scheme or '(none)'!r} is not http or https: {url!r}")
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host:
+        raise HostNotAllowed(f"no host in {url!r}")
+    if parts.username or parts.password:
+        raise HostNotAllowed("URLs with credentials are not benchmarked")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if (ip is not None and (ip.is_link_local or ip.is_multicast or ip.is_unspecified)) or (
+        host in _METADATA_HOSTS
+    ):
+        raise HostNotAllowed(f"host {host!r} is a link-local or metadata address")
+    patterns = [p.strip().lower() for p in allowed_hosts if p and p.strip()]
+    if not any(fnmatch.fnmatchcase(host, p) for p in patterns):
+        raise HostNotAllowed(f"host {host!r} is not in the allowed hosts {patterns}")
+    return url
+
+
+def parse_server_timing(header: str | None) -> dict[str, float]:
+    """Parse `Server-Timing: collect;dur=52.1, ai;desc="model";dur=80` into {name: ms}.
+
+    Entries without a numeric `dur` are skipped rather than guessed.
+    """
+    out: dict[str, float] = {}
+    if not header:
+        return out
+    for entry in header.split(","):
+        parts = [p.strip() for p in entry.split(";")]
+        name = parts[0]
+        if not name:
+            continue
+        for param in parts[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "dur":
+                try:
+                    out[name] = float(value.strip().strip('"'))
+                except ValueError:
+                    pass
+    return out
+
+
+@dataclass
+class Sample:
+    metric: str
+    seq: int
+    ok: bool
+    value_ms: float | None  # the metric's value: its Server-Timing phase, else wall-clock
+    wall_ms: float | None
+    status: int | None = None
+    error: str | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+    started_at: float = 0.0
+    target: str = "candidate"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_request(client: httpx.Client, base_url: str, spec: MetricSpec, seq: int) -> Sample:
+    url = base_url.rstrip("/") + spec.path
+    started = time.time()
+    t0 = time.perf_counter()
+    try:
+        resp = client.request(
+            spec.method.upper(), url, json=spec.body, timeout=spec.timeout_s,
+            follow_redirects=False,
+        )
+        resp.read()
+    except httpx.TimeoutException:
+        return Sample(spec.name, seq, False, None, None, error=f"timeout after {spec.timeout_s}s",
+                      started_at=started)
+    except httpx.HTTPError as exc:
+        return Sample(spec.name, seq, False, None, None, error=f"{type(exc).__name__}: {exc}",
+                      started_at=started)
+    wall = (time.perf_counter() - t0) * 1000.0
+    phases = parse_server_timing(resp.headers.get("server-timing"))
+    value = phases.get(spec.phase, wall) if spec.phase else wall
+    ok = 200 <= resp.status_code < 300
+    return Sample(
+        spec.name, seq, ok, value if ok else None, wall, status=resp.status_code,
+        error=None if ok else f"HTTP {resp.status_code}", phases=phases, started_at=started,
+    )
+
+
+CANDIDATE = "candidate"
+REFERENCE = "reference"
+
+
+def measure(
+    base_url: str,
+    suite: Suite,
+    *,
+    reference_url: str | None = None,
+    client: httpx.Client | None = None,
+    on_sample: Callable[[Sample], None] | None = None,
+    seq_start: int = 0,
+) -> list[Sample]:
+    """Time each metric of the suite: warm-up discarded, then N samples per deployment.
+
+    With `reference_url` (the production deployment to compare with), the two are measured in
+    alternation within the same run, A B B A A B ..., so drift in the network, the machine or the
+    provider hits both alike and the order of a pair never favours one side.
+    `seq_start` numbers the samples of a later round after those already taken.
+    """
+    targets = [(CANDIDATE, base_url)] + ([(REFERENCE, reference_url)] if reference_url else [])
+    own = client is None
+    client = client or httpx.Client(headers={"user-agent": "atge-benchmark/0.1"})
+    samples: list[Sample] = []
+    try:
+        for spec in suite.metrics:
+            for i in range(suite.warmup):
+                for _, url in targets:
+                    time_request(client, url, spec, -1 - i)
+            for i in range(seq_start, seq_start + suite.samples):
+                for name, url in (targets if i % 2 == 0 else targets[::-1]):
+                    s = time_request(client, url, spec, i)
+                    s.target = name
+                    samples.append(s)
+                    if on_sample:
+                        on_sample(s)
+    finally:
+        if own:
+            client.close()
+    return samples

@@ -1,0 +1,260 @@
+"""Predictive monitoring: the metrics intake, a forecast per metric with its chart, and the record
+of self-healing actions (reported by `self_healing_sensor`, see sensors.py)."""
+
+import io
+import time
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from atge_assets.deployments.timing import HostNotAllowed
+from atge_assets.lib.resources import HistoryResource
+from atge_assets.monitoring import actions as act
+from atge_assets.monitoring.forecast import Forecast, forecast
+from atge_assets.monitoring.history import MonitoringHistory
+from atge_assets.monitoring.metrics_source import MetricsSourceError
+from atge_assets.monitoring.resources import MonitoringResource
+from atge_assets.trends.aggregates import png_markdown
+
+
+class MonitorConfig(dg.Config):
+    """`now`: the moment to read and forecast for (unix s). Unset: the run's own clock. Set by
+    tests and catch-up runs, so both assets of a run agree on it."""
+
+    now: float | None = None
+
+
+def _now(config: MonitorConfig) -> float:
+    return time.time() if config.now is None else float(config.now)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(
+        timespec="seconds")
+
+
+def _table(rows: list[dict], columns: list[str]) -> dg.TableMetadataValue:
+    def kind(c):
+        vals = [r.get(c) for r in rows if r.get(c) is not None]
+        if vals and all(isinstance(v, bool) for v in vals):
+            return "bool"
+        if vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            return "float"
+        return "string"
+
+    def cell(v):
+        return round(v, 3) if isinstance(v, float) else v
+
+    return dg.MetadataValue.table(
+        [dg.TableRecord({c: cell(r.get(c)) for c in columns}) for r in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, kind(c)) for c in columns]))
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"python", "prometheus"},
+    description="Once a minute: CPU, memory, response time p95, error rate, active users and queue "
+    "depth of the watched target, from Prometheus's query_range (missed minutes are asked for "
+    "again) or the target's own JSON metrics endpoint, stored in the history database.",
+)
+def system_metrics(context: dg.AssetExecutionContext, config: MonitorConfig,
+                   monitoring: MonitoringResource, history: HistoryResource
+                   ) -> dg.MaterializeResult:
+    now, store, metrics = _now(config), MonitoringHistory(history.engine()), monitoring.metric_names()
+    try:
+        with monitoring.source_client() as source:
+            since = store.last_metric_timestamps(monitoring.target, source.kind)
+            got = source.collect(metrics, now, since, monitoring.step_s, monitoring.window_s)
+            where = f"{source.kind} {source.url}"
+    except (MetricsSourceError, HostNotAllowed, ValueError) as exc:
+        raise dg.Failure(description=f"metrics source: {exc}") from None
+    added = store.record_metric_samples([
+        dict(target=monitoring.target, metric=p.metric, value=p.value, timestamp=p.timestamp,
+             source=source.kind) for p in got.points])
+    pruned = store.prune_metric_samples(now - monitoring.retention_days * 86400)
+    for metric, err in got.errors.items():
+        context.log.warning(f"{metric}: {err}")
+    if got.errors and len(got.errors) == len(metrics):
+        raise dg.Failure(description="no metric could be read: " + "; ".join(
+            f"{m}: {e}" for m, e in got.errors.items()))
+    thresholds = monitoring.threshold_map()
+    latest = []
+    for m in metrics:
+        mine = [p for p in got.points if p.metric == m]
+        last = max(mine, key=lambda p: p.timestamp) if mine else None
+        latest.append({"metric": m, "value": last.value if last else None,
+                       "unit": monitoring.unit(m), "threshold": thresholds[m],
+                       "at": _iso(last.timestamp) if last else None, "new_samples": len(mine),
+                       "note": got.errors.get(m) or ("no samples" if m in got.empty else "")})
+    context.log.info(f"{added} new samples from {where} ({len(got.errors)} metric(s) failed)")
+    return dg.MaterializeResult(metadata={
+        "source": where, "target": monitoring.target, "samples_added": added,
+        "samples_pruned": pruned, "latest": _table(latest, list(latest[0]) if latest else []),
+        "errors": dg.MetadataValue.md("\n".join(f"- **{m}**: {e}" for m, e in got.errors.items())
+                                      or "none"),
+        "now": dg.MetadataValue.timestamp(now),
+    })
+
+
+def forecast_chart_png(metric: str, unit: str, ts: list[float], values: list[float],
+                       f: Forecast, now: float) -> bytes:
+    """The window's samples, the forecast level with its interval to the horizon, the threshold
+    and the expected crossing: what the sensor acts on, at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.4), dpi=70)
+    try:
+        ax.plot([(t - now) / 60 for t in ts], values, ".", ms=3, color="0.45", label="samples")
+        h = f.horizon_minutes
+        if f.level is not None and f.forecast is not None:
+            ax.plot([0, h], [f.level, f.forecast], color="C0", label=f"forecast ({f.method})")
+            ax.fill_between([0, h], [f.level, f.interval_low], [f.level, f.interval_high],
+                            color="C0", alpha=0.2, label=f"{f.confidence:.0%} interval")
+        ax.axhline(f.threshold, color="red", ls="--", lw=1, label="threshold")
+        if f.minutes_to_threshold is not None and f.minutes_to_threshold <= h:
+            ax.axvline(f.minutes_to_threshold, color="orange", ls=":", lw=1.5,
+                       label=f"crossing in {f.minutes_to_threshold:.0f} min")
+        ax.axvline(0, color="black", lw=0.5)
+        ax.set_title(f"{metric}: {f.status}", fontsize=10)
+        ax.set_xlabel("minutes from now", fontsize=8)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="upper left")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    # A chart per metric every minute goes into the event log: 32 colours make it a quarter of
+    # the size (~4 KB) and look the same. Pillow comes with matplotlib.
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(colors=32).save(
+        out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+FORECAST_COLUMNS = ["metric", "status", "alert", "method", "level", "slope_per_minute",
+                    "minutes_to_threshold", "earliest_min", "latest_min", "forecast",
+                    "interval_low", "interval_high", "threshold", "unit", "n_points",
+                    "since_action"]
+
+
+def last_actions(store, target: str, now: float, window_s: float) -> dict[str, float]:
+    """Per metric, when an action last changed it (scale, restart, clear_cache: done, before
+    `now`). Its forecast starts there: samples from before describe a system that is gone, and a
+    ramp the action already dealt with would otherwise prompt it again once the cooldown ends.
+    Until ten minutes of new samples exist the metric has no forecast, so no second action."""
+    out: dict[str, float] = {}
+    for r in store.healing_actions(target=target, since=now - window_s):
+        if r["outcome"] == act.DONE and r["action"] != act.ALERT and r["created_at"] <= now:
+            out[r["metric"]] = max(out.get(r["metric"], 0.0), r["created_at"])
+    return out
+
+
+@dg.asset(
+    group_name="monitoring",
+    deps=[system_metrics],
+    kinds={"python", "numpy"},
+    check_specs=[dg.AssetCheckSpec(
+        "no_breach_forecast", asset="metric_forecasts",
+        description="Warns while a metric is forecast to cross its threshold within the horizon "
+        "(trend significant) or is already past it.")],
+    description="Per metric: a robust forecast of its level (a flat-then-ramp hinge, or Holt "
+    "when it forecast the recent past far better) over the last hour, or since the last action "
+    "on it, the slope, the time to threshold with its interval and whether a breach is expected "
+    "within the horizon; a chart per metric. self_healing_sensor acts on these.",
+)
+def metric_forecasts(context: dg.AssetExecutionContext, config: MonitorConfig,
+                     monitoring: MonitoringResource, history: HistoryResource
+                     ) -> dg.MaterializeResult:
+    now, store = _now(config), MonitoringHistory(history.engine())
+    thresholds, target = monitoring.threshold_map(), monitoring.target
+    acted = last_actions(store, target, now, monitoring.window_s)
+    out, rows, charts = {}, [], []
+    for m in monitoring.metric_names():
+        since = max(now - monitoring.window_s, acted.get(m, float("-inf")))
+        ts, vs = store.metric_series(target, m, since, now)
+        f = forecast(ts, vs, thresholds[m], monitoring.horizon_s, direction=monitoring.direction(m),
+                     now=now, window_s=monitoring.window_s)
+        out[m] = f.as_dict()
+        if m in acted:
+            out[m]["reasons"].append(f"samples from {_iso(acted[m])} on, after the last action")
+        context.log.info(f"{m}: {f.reasons[0]}")
+        rows.append({"metric": m, "status": f.status, "alert": f.alert, "method": f.method,
+                     "level": f.level, "slope_per_minute": f.slope_per_minute,
+                     "minutes_to_threshold": f.minutes_to_threshold,
+                     "earliest_min": f.minutes_to_threshold_low,
+                     "latest_min": f.minutes_to_threshold_high, "forecast": f.forecast,
+                     "interval_low": f.interval_low, "interval_high": f.interval_high,
+                     "threshold": f.threshold, "unit": monitoring.unit(m), "n_points": f.n_points,
+                     "since_action": _iso(acted.get(m))})
+        if monitoring.charts:
+            png = forecast_chart_png(m, monitoring.unit(m), ts, vs, f, now)
+            charts.append(png_markdown(png, m))
+    alerting = [m for m, f in out.items() if f["alert"]]
+    alert_md = "\n".join(f"- **{m}**: {out[m]['reasons'][0]}" for m in alerting) or \
+        "no metric is forecast to cross its threshold within the horizon"
+    payload = {"target": target, "now": now, "horizon_minutes": monitoring.horizon_s / 60,
+               "metrics": out}
+    return dg.MaterializeResult(
+        metadata={
+            "forecasts": dg.MetadataValue.json(payload),
+            "table": _table(rows, FORECAST_COLUMNS),
+            "alerts": dg.MetadataValue.md(alert_md),
+            "alerting": len(alerting),
+            "charts": dg.MetadataValue.md("\n\n".join(charts) or "charts off"),
+            "now": dg.MetadataValue.timestamp(now),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="no_breach_forecast", passed=not alerting,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"alerts": dg.MetadataValue.md(alert_md), "alerting": len(alerting)})],
+    )
+
+
+healing_actions = dg.AssetSpec(
+    "healing_actions",
+    group_name="monitoring",
+    deps=[metric_forecasts],
+    kinds={"python"},
+    description="Every self-healing decision: what was done (scale, restart, clear_cache, alert), "
+    "would have been done (dry run) or held back (cooldown, cap, no provider), with why. "
+    "Reported by self_healing_sensor when it decides, not materialized by a run: acting from "
+    "the sensor spares the run queue, where benchmark runs may be waiting, minutes that a "
+    "coming breach does not have. The same records are in the history table healing_actions.",
+)
+
+RECORD_COLUMNS = ["id", "at", "target", "metric", "action", "outcome", "reason", "detail",
+                  "evaluation"]
+
+
+def healing_metadata(written: list[dict], recent: list[dict]) -> dict:
+    def row(r):
+        return dict(r, at=_iso(r["created_at"]))
+
+    counts: dict[str, int] = {}
+    for r in recent:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    return {
+        "decided": _table([row(r) for r in written], RECORD_COLUMNS),
+        "recent": _table([row(r) for r in recent], RECORD_COLUMNS),
+        "summary": dg.MetadataValue.md("\n".join(
+            f"- **{r['action']}** for {r['metric']} on {r['target']}: {r['outcome']}. "
+            f"{r['reason']}" + (f" ({r['detail']})" if r.get("detail") else "")
+            for r in written)),
+        "outcomes_in_recent": dg.MetadataValue.json(counts),
+    }
+
+
+monitoring_job = dg.define_asset_job(
+    "system_metrics_job", selection=[system_metrics, metric_forecasts],
+    # A retry would read the same minute again; the next scheduled intake fills any gap itself.
+    tags={"dagster/max_retries": "0"},
+    # Once a minute on a small machine: one process per run, not one more per step.
+    executor_def=dg.in_process_executor,
+    description="Metrics intake, then the forecasts self_healing_sensor acts on.")

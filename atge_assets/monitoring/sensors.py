@@ -1,0 +1,134 @@
+"""The self-healing sensor: acts on forecast breaches, only when they persist.
+
+Each materialization of `metric_forecasts` is one evaluation. A metric must alert (breach
+expected within the horizon with a significant trend, or already past its threshold) on
+`consecutive` evaluations in a row, as a Prometheus rule with `for:`, before its actions go to the
+policy (core/actions.py: cooldown, cap per hour, dry run) and then to the acting provider or the
+notifiers. A single noisy point cannot get that far: the forecaster ignores it, and a second
+evaluation would have to agree.
+
+Cursor (small JSON): `after` = the last forecast materialization evaluated, `streaks` = per
+"target/metric", how many evaluations in a row have alerted (zeros dropped).
+"""
+
+import json
+import time
+
+import dagster as dg
+
+from atge_assets.lib.resources import HistoryResource
+from atge_assets.monitoring import actions as act
+from atge_assets.monitoring.assets import healing_actions, healing_metadata, metric_forecasts
+from atge_assets.monitoring.history import MonitoringHistory
+from atge_assets.monitoring.resources import MonitoringResource
+from atge_assets.notify.resources import NotifierResource
+
+# Evaluations read per tick; a sensor further behind skips to the newest (old ones are stale).
+BATCH = 50
+
+NO_PROVIDER = ("no acting provider: Vercel has no API to scale, restart or clear the cache of a "
+               "deployment; set ATGE_HEALING_URL to one that has (the sandbox under `atge up`)")
+
+
+def parse_cursor(raw: str | None) -> tuple[int | None, dict[str, int]]:
+    if not raw:
+        return None, {}
+    try:
+        c = json.loads(raw)
+        after = c.get("after")
+        streaks = {str(k): int(v) for k, v in (c.get("streaks") or {}).items()}
+        return (int(after) if after is not None else None), streaks
+    except (ValueError, TypeError, AttributeError):
+        # An unreadable cursor must not wedge the sensor: start over from the newest forecasts.
+        return None, {}
+
+
+def _forecasts(record) -> dict | None:
+    mat = record.asset_materialization
+    value = mat.metadata.get("forecasts") if mat is not None else None
+    payload = getattr(value, "value", None)
+    if not isinstance(payload, dict) or not isinstance(payload.get("metrics"), dict) \
+            or not isinstance(payload.get("now"), (int, float)):
+        return None
+    return payload
+
+
+def build_self_healing_sensor(interval_s: int = 30):
+    @dg.sensor(
+        name="self_healing_sensor",
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Evaluates each metric_forecasts materialization; a metric alerting on two in "
+        "a row gets its actions (scale, restart, clear cache, alert) within cooldowns and "
+        "caps, or a dry-run record; every decision reported on healing_actions.",
+    )
+    def self_healing_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringResource,
+                            history: HistoryResource, notifier: NotifierResource):
+        after, streaks = parse_cursor(context.cursor)
+        # Newest first, then put in order: a sensor far behind (or new) starts near the present.
+        records = list(reversed(context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=metric_forecasts.key, after_storage_id=after),
+            limit=BATCH if after is not None else monitoring.consecutive).records))
+        if not records:
+            return dg.SkipReason("no new forecasts since the last evaluation")
+        latest = None
+        for rec in records:
+            payload = _forecasts(rec)
+            if payload is None:
+                context.log.warning(f"forecast materialization {rec.storage_id} has no readable "
+                                    "'forecasts' metadata; skipped")
+                continue
+            for metric, f in payload["metrics"].items():
+                key = f"{payload.get('target')}/{metric}"
+                streaks[key] = min(streaks.get(key, 0) + 1, 1000) if f.get("alert") else 0
+            latest = (rec, payload)
+        cursor = json.dumps({"after": records[-1].storage_id,
+                             "streaks": {k: v for k, v in streaks.items() if v}})
+        if latest is None:
+            return dg.SensorResult(cursor=cursor, skip_reason="no readable forecasts")
+        rec, payload = latest
+        target, now = str(payload.get("target")), time.time()
+        if now - payload["now"] > monitoring.max_forecast_age_s:
+            return dg.SensorResult(cursor=cursor, skip_reason=(
+                f"the newest forecast is {now - payload['now']:.0f} s old (more than "
+                f"{monitoring.max_forecast_age_s:g}): not acting on a stale picture"))
+        alerting = {m: f for m, f in payload["metrics"].items() if f.get("alert")}
+        due = {m: f for m, f in alerting.items()
+               if streaks.get(f"{target}/{m}", 0) >= monitoring.consecutive}
+        if not due:
+            waiting = ", ".join(f"{m} {streaks.get(f'{target}/{m}', 0)}/{monitoring.consecutive}"
+                                for m in alerting)
+            return dg.SensorResult(cursor=cursor, skip_reason=(
+                f"alerting, not yet on {monitoring.consecutive} forecasts in a row: {waiting}"
+                if waiting else "no metric is forecast to cross its threshold"))
+
+        store = MonitoringHistory(history.engine())
+        client = monitoring.actions_client()
+        performers: dict[str, act.Performer] = (
+            {a: client.performer for a in client.SUPPORTED} if client else {})
+        performers[act.ALERT] = act.alert_performer(
+            lambda event: notifier.send(event, store.engine),
+            {m: monitoring.unit(m) for m in payload["metrics"]})
+        healer = act.Healer(monitoring.policy(), store, performers,
+                            params=monitoring.action_params(), unsupported=NO_PROVIDER)
+        written = []
+        for metric, f in due.items():
+            reason = act.why(metric, f, streaks[f"{target}/{metric}"], monitoring.unit(metric))
+            for action in monitoring.actions_for(metric):
+                record = healer.handle(target=target, metric=metric, action=action, forecast=f,
+                                       reason=reason, now=time.time(),
+                                       evaluation=f"metric_forecasts run {rec.run_id[:8]}")
+                if record is None:
+                    context.log.info(f"{action} for {metric}: still held back, as recorded")
+                    continue
+                written.append(record)
+                context.log.info(f"{action} for {metric}: {record['outcome']}. {reason}. "
+                                 f"{record['detail']}")
+        if not written:
+            return dg.SensorResult(cursor=cursor, skip_reason=(
+                f"{', '.join(due)} still alerting; actions held back as already recorded"))
+        return dg.SensorResult(cursor=cursor, asset_events=[dg.AssetMaterialization(
+            asset_key=healing_actions.key,
+            metadata=healing_metadata(written, store.healing_actions(limit=25)))])
+
+    return self_healing_sensor

@@ -1,0 +1,58 @@
+"""Where release news goes: Slack, PagerDuty, a generic webhook."""
+
+from typing import Optional
+
+import dagster as dg
+
+from atge_assets.notify import channels as notify
+
+
+class NotifierResource(dg.ConfigurableResource):
+    """Notification channels. Each secret-bearing setting is bound from an environment variable
+    with `dg.EnvVar` (ATGE_SLACK_WEBHOOK_URL, ATGE_PAGERDUTY_ROUTING_KEY, ATGE_NOTIFY_WEBHOOK_URL,
+    ATGE_NOTIFY_WEBHOOK_SECRET) and is never logged; unset channels are simply off.
+    `dagster_url` builds the links to runs in messages.
+    """
+
+    slack_webhook_url: Optional[str] = None
+    pagerduty_routing_key: Optional[str] = None
+    pagerduty_events_url: Optional[str] = None
+    webhook_url: Optional[str] = None
+    webhook_secret: Optional[str] = None
+    dagster_url: str = "http://127.0.0.1:3000"
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
+
+    def send(self, event: notify.Event, engine) -> list[notify.DeliveryResult]:
+        """Deliver to every configured channel, at most once per event (the sent log lives in
+        the history database). Never raises: a failing channel must not block a rollback."""
+        env = {k: v for k, v in {
+            "ATGE_SLACK_WEBHOOK_URL": self.slack_webhook_url,
+            "ATGE_PAGERDUTY_ROUTING_KEY": self.pagerduty_routing_key,
+            "ATGE_PAGERDUTY_EVENTS_URL": self.pagerduty_events_url,
+            "ATGE_NOTIFY_WEBHOOK_URL": self.webhook_url,
+            "ATGE_NOTIFY_WEBHOOK_SECRET": self.webhook_secret,
+        }.items() if v}
+        try:
+            notifiers = notify.notifiers_from_env(env, sent_log=notify.SqlSentLog(engine))
+            return notify.dispatch(event, notifiers)
+        except Exception as exc:  # a bad channel setting is reported, never raised into a rollback
+            return [notify.DeliveryResult(channel="config", event_key=event.idempotency_key,
+                                          status=notify.FAILED,
+                                          detail=notify.redact(str(exc), env.values()))]
+
+
+def notifier_from_env(env: dict) -> NotifierResource:
+    """Bind each channel only when its variable is set (EnvVar fails on a missing variable)."""
+    def ev(name):
+        return dg.EnvVar(name) if env.get(name) else None
+
+    return NotifierResource(
+        slack_webhook_url=ev("ATGE_SLACK_WEBHOOK_URL"),
+        pagerduty_routing_key=ev("ATGE_PAGERDUTY_ROUTING_KEY"),
+        pagerduty_events_url=env.get("ATGE_PAGERDUTY_EVENTS_URL") or None,
+        webhook_url=ev("ATGE_NOTIFY_WEBHOOK_URL"),
+        webhook_secret=ev("ATGE_NOTIFY_WEBHOOK_SECRET"),
+        dagster_url=env.get("ATGE_DAGSTER_URL") or "http://127.0.0.1:3000",
+    )

@@ -1,0 +1,106 @@
+"""Trend aggregates over the history: per metric, per day and per deployment, and their charts."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Sequence
+
+import pandas as pd
+
+AGGS = ["count", "mean", "p50", "p95", "min", "max"]
+
+
+def _agg(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    g = df.groupby(keys, sort=True)["value_ms"]
+    out = pd.DataFrame({
+        "count": g.count(), "mean": g.mean(), "p50": g.median(), "p95": g.quantile(0.95),
+        "min": g.min(), "max": g.max(),
+    }).reset_index()
+    # Change against the previous window of the same metric (previous day / previous deployment).
+    out["change_pct"] = out.groupby("metric")["p50"].pct_change() * 100
+    return out
+
+
+def frame(rows: Sequence[dict]) -> pd.DataFrame:
+    cols = ["deployment_id", "metric", "value_ms", "started_at", "created_ms", "target", "verdict"]
+    df = pd.DataFrame(list(rows), columns=cols)
+    df["value_ms"] = pd.to_numeric(df["value_ms"], errors="coerce")
+    df = df.dropna(subset=["value_ms"])
+    df["day"] = pd.to_datetime(df["started_at"], unit="s", utc=True).dt.strftime("%Y-%m-%d")
+    return df
+
+
+def by_day(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return pd.DataFrame(columns=["metric", "day", *AGGS, "change_pct"])
+    return _agg(df, ["metric", "day"])
+
+
+def by_deployment(df: pd.DataFrame) -> pd.DataFrame:
+    """Deployments in creation order, so `change_pct` is against the deployment before."""
+    if df.empty:
+        return pd.DataFrame(columns=["metric", "created_ms", "deployment_id", "verdict", *AGGS,
+                                     "change_pct"])
+    out = _agg(df, ["metric", "created_ms", "deployment_id"])
+    verdicts = df.drop_duplicates("deployment_id").set_index("deployment_id")["verdict"]
+    out.insert(3, "verdict", out["deployment_id"].map(verdicts))
+    return out
+
+
+def change_points(per_deployment: pd.DataFrame) -> list[dict]:
+    """Shifts in each metric's p50 across deployments, each tied to the deployment where the new
+    regime starts (for a creep: where the drift begins)."""
+    from atge_assets.trends.changepoints import detect
+
+    out = []
+    for metric, d in per_deployment.groupby("metric", sort=True):
+        d = d.sort_values("created_ms").reset_index(drop=True)
+        for cp in detect(list(d["p50"])):
+            out.append({
+                "metric": metric, "index": cp.index, "deployment_id": d.loc[cp.index, "deployment_id"],
+                "kind": cp.kind, "before_ms": cp.before, "after_ms": cp.after,
+                "change_pct": cp.change * 100, "p_value": cp.p_value,
+            })
+    return out
+
+
+def alerts(points: Sequence[dict], thresholds: dict[str, float], default: float = 0.10
+           ) -> list[dict]:
+    """Change points that made a metric slower by more than its threshold: a step of +12%, or a
+    creep whose small steps add up past it."""
+    return [p for p in points if p["change_pct"] > 100 * thresholds.get(p["metric"], default)]
+
+
+def chart_png(per_deployment: pd.DataFrame, metric: str, marks: Sequence[int] = ()) -> bytes:
+    """p50 with the p95 band over deployments; regressions marked, so a trend is seen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = per_deployment[per_deployment["metric"] == metric].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(6, 2.4), dpi=80)
+    try:
+        x = range(len(d))
+        ax.fill_between(x, d["p50"], d["p95"], alpha=0.25, label="p50-p95")
+        ax.plot(x, d["p50"], marker="o", ms=3, label="p50")
+        bad = d.index[d["verdict"] == "regressed"]
+        ax.scatter(bad, d.loc[bad, "p50"], color="red", zorder=3, label="regressed")
+        for i, m in enumerate(marks):
+            ax.axvline(m, color="orange", ls="--", lw=1, label="change point" if i == 0 else None)
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel("deployment (oldest to newest)", fontsize=8)
+        ax.set_ylabel("ms", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def png_markdown(png: bytes, alt: str) -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

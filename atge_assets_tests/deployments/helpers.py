@@ -1,0 +1,38 @@
+import dagster as dg
+
+from atge_assets.deployments.assets import (
+    baseline,
+    baseline_comparison,
+    benchmark_timings,
+    rollback,
+)
+from atge_assets.deployments.partitions import deployments_partitions
+from atge_assets.deployments.release_assets import promotion, smoke_tests  # noqa: E402
+from atge_assets.deployments.sensors import build_deployment_sensor
+
+GRAPH = [benchmark_timings, baseline, baseline_comparison, smoke_tests, rollback, promotion]
+
+
+def tick(instance, resources, cursor=None):
+    """One real sensor evaluation; partitions it requests are added as the daemon would."""
+    sensor = build_deployment_sensor(interval_s=1, lookback_hours=1)
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                  resources={"vercel": resources["vercel"],
+                                             "history": resources["history"]})
+    result = sensor(ctx)
+    if isinstance(result, dg.SensorResult):
+        for req in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    return result
+
+
+def run_deployment(instance, resources, dep_id, selection=GRAPH):
+    if not instance.has_dynamic_partition(deployments_partitions.name, dep_id):
+        instance.add_dynamic_partitions(deployments_partitions.name, [dep_id])
+    return dg.materialize(selection, partition_key=dep_id, resources=resources, instance=instance)
+
+
+def metadata(result, asset_name):
+    mats = result.asset_materializations_for_node(asset_name)
+    assert mats, f"{asset_name} was not materialized"
+    return {k: v.value for k, v in mats[-1].metadata.items()}

@@ -1,0 +1,97 @@
+"""The per-deployment graph end to end against the sandbox: real HTTP, real Dagster, real SQL."""
+
+import dagster as dg
+import pytest
+
+from atge_assets.deployments.assets import rollback
+from atge_assets_tests.conftest import TOKEN
+from atge_assets_tests.deployments.helpers import metadata, run_deployment
+
+
+def test_slow_production_deployment_is_rolled_back_and_healthy_one_kept(
+        sandbox, instance, resources, store):
+    first = sandbox.state.world.production
+    r0 = run_deployment(instance, resources, first)
+    assert r0.success
+    assert metadata(r0, "baseline")["cold_start"] is True
+    assert metadata(r0, "baseline_comparison")["verdict"] == "pass"
+    assert metadata(r0, "rollback")["decision"] == "kept"
+
+    healthy = sandbox.state.create(target="production").id
+    r1 = run_deployment(instance, resources, healthy)
+    assert metadata(r1, "baseline")["source"] == f"interleaved:{first}"
+    assert metadata(r1, "baseline_comparison")["verdict"] in ("pass", "improved")
+    assert metadata(r1, "rollback")["decision"] == "kept"
+    assert sandbox.state.world.production == healthy
+
+    slow = sandbox.state.create(target="production", slowdown=1.3).id
+    r2 = run_deployment(instance, resources, slow)
+    cmp = metadata(r2, "baseline_comparison")
+    assert cmp["verdict"] == "regressed"
+    rows = {row.data["metric"]: row.data for row in cmp["comparison"].records}
+    assert rows["end_to_end"]["verdict"] == "regressed"
+    assert 15 < rows["end_to_end"]["change_pct"] < 50
+    rb = metadata(r2, "rollback")
+    assert rb["decision"] == "rolled_back" and rb["rollback_to"] == healthy
+    st = sandbox.state.status()
+    assert st["production"] == healthy
+    assert st["rollbacks"] == [dict(st["rollbacks"][0], **{"from": slow, "to": healthy})]
+
+    # A rerun never rolls back twice.
+    again = run_deployment(instance, resources, slow, selection=[rollback])
+    assert metadata(again, "rollback")["decision"] == "skipped"
+    assert len(sandbox.state.status()["rollbacks"]) == 1
+    decisions = [d["decision"] for d in store.decisions_for(slow)]
+    assert decisions == ["rolled_back", "skipped"]
+    # The plan's table carries a row per metric and deployment.
+    plan_rows = store.table_rows("einstein_performance_benchmarks")
+    assert len(plan_rows) == 12
+    assert {r["passed"] for r in plan_rows if r["deployment_id"] == slow} >= {False}
+
+
+def test_regressed_preview_is_not_rolled_back(sandbox, instance, resources):
+    run_deployment(instance, resources, sandbox.state.world.production)
+    preview = sandbox.state.create(target="preview", slowdown=1.5).id
+    r = run_deployment(instance, resources, preview)
+    assert metadata(r, "baseline_comparison")["verdict"] == "regressed"
+    rb = metadata(r, "rollback")
+    assert rb["decision"] == "skipped" and "preview" in rb["reason"]
+    assert sandbox.state.status()["rollbacks"] == []
+
+
+def test_dry_run_records_but_does_not_call(sandbox, instance, resources):
+    from atge_assets.deployments.resources import ReleasePolicyResource
+
+    run_deployment(instance, resources, sandbox.state.world.production)
+    slow = sandbox.state.create(target="production", slowdown=1.4).id
+    r = run_deployment(instance, dict(resources, policy=ReleasePolicyResource(dry_run=True)), slow)
+    assert metadata(r, "rollback")["decision"] == "would_roll_back"
+    assert sandbox.state.world.production == slow
+    assert sandbox.state.status()["rollbacks"] == []
+
+
+def test_deployment_on_a_host_not_allowed_is_refused_and_recorded(
+        sandbox, instance, resources, store):
+    from atge_assets.deployments.resources import BenchmarkResource
+    from atge_assets.lib.resources import VercelResource
+
+    # The provider vouches for its own host; a provider at "localhost" does not vouch for 127.0.0.1.
+    port = sandbox.server_address[1]
+    res = dict(resources, vercel=VercelResource(
+        token=TOKEN, project_id=sandbox.state.world.project_id,
+        base_url=f"http://localhost:{port}"),
+        benchmark=BenchmarkResource(samples=3, warmup=0, allowed_hosts=["*.vercel.app"]))
+    dep = sandbox.state.world.production
+    with pytest.raises(dg.Failure, match="not in the allowed hosts"):
+        run_deployment(instance, res, dep)
+    assert [d["decision"] for d in store.decisions_for(dep)] == ["refused"]
+    assert store.latest_samples(dep) == {}
+
+
+def test_token_never_reaches_the_event_log(sandbox, instance, resources):
+    run_deployment(instance, resources, sandbox.state.world.production)
+    records = instance.get_event_records(dg.EventRecordsFilter(
+        event_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
+    assert records
+    for rec in instance.all_logs(records[0].event_log_entry.run_id):
+        assert TOKEN not in str(rec.to_json() if hasattr(rec, "to_json") else rec)

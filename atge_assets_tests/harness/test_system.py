@@ -1,0 +1,68 @@
+"""The whole system as a user starts it: `atge up` (sandbox, webserver, daemon), nothing mocked.
+
+The sensor fires by itself, the run is queued and launched by the daemon, and the sandbox's
+rollback endpoint is called by the rollback asset. Once on the embedded SQLite default, once with
+the one switch (ATGE_DATABASE_URL) that puts Dagster and the history on the Postgres server.
+"""
+
+import contextlib
+
+import pytest
+
+from atge_assets.deployments.history import DeploymentHistory
+from atge_assets.harness import stack
+from atge_assets_tests.conftest import fresh_pg_database, json_receiver
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
+    with contextlib.ExitStack() as cleanup:
+        slack = cleanup.enter_context(json_receiver())
+        env = {"ATGE_SLACK_WEBHOOK_URL": slack.url + "/services/T0/B0/x"}
+        history_url = f"sqlite:///{tmp_path / 'home' / 'history.sqlite'}"
+        if storage == "postgres":
+            history_url = env["ATGE_DATABASE_URL"] = cleanup.enter_context(fresh_pg_database())
+        s = stack.start(tmp_path / "home", extra_env=env)
+        try:
+            s.wait_for(s.ui_ready, 180)
+            first = s.status()["production"]
+            store = cleanup.enter_context(contextlib.closing(_Closing(DeploymentHistory(history_url))))
+            s.wait_for(lambda: store.s.decisions_for(first), 240)
+            # Issue 2: a 30%-slower production deployment is rolled back by itself.
+            slow = s.deploy(slowdown=1.3)
+            event = s.wait_for(lambda: s.status()["rollbacks"], 240)
+            assert event == [dict(event[0], **{"from": slow, "to": first})]
+            assert s.status()["production"] == first
+            assert [d["decision"] for d in store.s.decisions_for(slow)] == ["rolled_back"]
+            # ...and a Slack-shaped message naming it arrives.
+            msg = s.wait_for(lambda: [g["json"] for g in slack.got
+                                      if slow in g["json"].get("text", "")
+                                      and "olled back" in g["json"]["text"]], 60)
+            assert len(msg) == 1 and msg[0]["blocks"]
+            # Issue 5: a healthy preview becomes production by itself.
+            preview = s.deploy(target="preview")
+            s.wait_for(lambda: s.status()["production"] == preview, 240)
+            s.wait_for(lambda: len(store.s.decisions_for(preview)) == 2, 120)
+            decisions = [d["decision"] for d in store.s.decisions_for(preview)]
+            assert sorted(decisions) == ["kept", "promoted"]
+            assert len(s.status()["rollbacks"]) == 1
+            home = tmp_path / "home"
+            on_sqlite = (home / "dagster" / "history" / "runs.db").exists()
+            assert on_sqlite == (storage == "sqlite")
+            assert (home / "history.sqlite").exists() == (storage == "sqlite")
+            assert f"{'Postgres' if storage == 'postgres' else 'SQLite'} storage" in \
+                s.log_path.read_text()
+        finally:
+            code = s.stop()
+        assert code == 0, s.log_path.read_text()[-3000:]
+        log = s.log_path.read_text()
+        assert "dagster stopped" in log and "sandbox stopped" in log
+
+
+class _Closing:
+    def __init__(self, s):
+        self.s = s
+
+    def close(self):
+        self.s.dispose()

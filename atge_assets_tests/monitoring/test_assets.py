@@ -1,0 +1,302 @@
+"""Predictive monitoring and self-healing against the real sandbox, store and Dagster instance:
+a ramp is caught and acted on before it crosses, a spiky flat metric is left alone, cooldowns,
+caps and dry runs hold, alerts reach the notifiers, and bad sources fail clearly."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+
+from atge_assets.monitoring import actions as act
+from atge_assets.monitoring.assets import monitoring_job
+from atge_assets.monitoring.resources import MonitoringSettings
+from atge_assets.monitoring.schedules import build_monitoring_schedule
+from atge_assets.monitoring.sensors import NO_PROVIDER, build_self_healing_sensor, parse_cursor
+from atge_assets.notify.resources import NotifierResource
+from atge_assets.settings import SettingsError
+from atge_assets_tests.monitoring.helpers import (
+    T,
+    evaluate,
+    metadata,
+    resources,
+    sandbox_actions,
+    scenario,
+    skip_message,
+    tick,
+)
+
+CPU_RAMP = dict(metric="cpu", kind="ramp", base=50, slope_per_min=0.5, start=T - 2400)
+
+
+def healing_events(result):
+    return [e for e in (result.asset_events or []) if e.asset_key == dg.AssetKey("healing_actions")]
+
+
+def test_ramp_is_caught_and_acted_on_before_it_crosses(sandbox, instance, history_url, store):
+    res = resources(sandbox, history_url, charts=True)
+    scenario(sandbox, **CPU_RAMP)  # 70% at T, +0.5 a minute: 80% about 20 minutes later
+
+    first = evaluate(instance, res, T - 60)
+    intake = metadata(first, "system_metrics")
+    assert intake["samples_added"] == 6 * 60  # an hour backfilled from query_range
+    cpu = metadata(first, "metric_forecasts")["forecasts"]["metrics"]["cpu"]
+    assert cpu["breach_expected"] and not cpu["breached_now"]
+    s1 = tick(instance, res)
+    assert "cpu 1/2" in skip_message(s1)  # one alerting forecast is not enough
+    assert sandbox_actions(sandbox) == []
+
+    second = evaluate(instance, res, T)
+    forecasts = metadata(second, "metric_forecasts")
+    cpu = forecasts["forecasts"]["metrics"]["cpu"]
+    assert cpu["breach_expected"] and 5 < cpu["minutes_to_threshold"] < 30
+    assert "![cpu](data:image/png;base64," in forecasts["charts"]
+    assert [r.data["metric"] for r in forecasts["table"].records if r.data["alert"]] == ["cpu"]
+    check = second.get_asset_check_evaluations()[0]
+    assert check.check_name == "no_breach_forecast" and not check.passed
+    s2 = tick(instance, res, s1.cursor)
+
+    [done] = sandbox_actions(sandbox)
+    assert (done["action"], done["metric"], done["replicas"]) == ("scale", "cpu", 2)
+    assert "cpu forecast to go above 80%" in done["reason"]
+    # Before it crossed: the last sample the sensor saw was still below the threshold.
+    ts, vs = store.metric_series("production", "cpu", T - 300, T)
+    assert max(vs) < 80
+    [row] = store.healing_actions()
+    assert (row["action"], row["outcome"], row["dry_run"]) == ("scale", act.DONE, False)
+    assert "replicas now 2" in row["detail"] and "2 consecutive" in row["reason"]
+    assert json.loads(row["forecast"])["breach_expected"] is True
+    [event] = healing_events(s2)
+    md = {k: v.value for k, v in event.metadata.items()}
+    assert md["decided"].records[0].data["outcome"] == "done"
+    assert "**scale** for cpu on production: done" in md["summary"]
+    # The other five metrics are flat: nothing was done about them.
+    assert {r["metric"] for r in store.healing_actions()} == {"cpu"}
+
+
+def test_forecasts_start_after_the_last_action(sandbox, instance, history_url, store):
+    """The ramp before a scale is not the system after it: it must not prompt a second scale."""
+    res = resources(sandbox, history_url)
+    scenario(sandbox, **CPU_RAMP)
+    common = dict(target="production", metric="cpu", action="scale", dry_run=False, reason="r",
+                  forecast="{}", params="{}", detail="", evaluation="test")
+    store.record_healing_action(created_at=T - 1200, outcome=act.DRY_RUN, **common)
+    store.record_healing_action(created_at=T - 300, outcome=act.DONE, **common)
+    store.record_healing_action(created_at=T - 200, outcome=act.DONE,
+                                **dict(common, action="alert"))  # alerts change nothing
+    forecasts = metadata(evaluate(instance, res, T), "metric_forecasts")
+    cpu = forecasts["forecasts"]["metrics"]["cpu"]
+    assert cpu["status"] == "insufficient_data" and cpu["n_points"] == 5 and not cpu["alert"]
+    assert "after the last action" in cpu["reasons"][-1]
+    row = {r.data["metric"]: r.data for r in forecasts["table"].records}["cpu"]
+    assert row["since_action"].startswith("2026-09-21T")  # T - 300, in UTC
+    assert forecasts["forecasts"]["metrics"]["memory"]["n_points"] == 60
+
+
+def test_spiky_flat_metric_is_left_alone(sandbox, instance, history_url, store):
+    res = resources(sandbox, history_url)
+    scenario(sandbox, metric="cpu", kind="spike", base=50, spike_p=0.1, spike_height=40,
+             start=T - 86400)
+    cursor = None
+    for now in (T - 120, T - 60, T):
+        result = evaluate(instance, res, now)
+        assert not metadata(result, "metric_forecasts")["forecasts"]["metrics"]["cpu"]["alert"]
+        assert result.get_asset_check_evaluations()[0].passed
+        s = tick(instance, res, cursor)
+        assert skip_message(s) == "no metric is forecast to cross its threshold"
+        cursor = s.cursor
+    _, vs = store.metric_series("production", "cpu", T - 3600, T)
+    assert sum(v > 80 for v in vs) >= 3  # it did poke over the threshold, more than once
+    assert sandbox_actions(sandbox) == [] and store.healing_actions() == []
+
+
+def test_cooldown_and_cap_per_hour_are_respected(sandbox, instance, history_url, store):
+    res = resources(sandbox, history_url, caps_per_hour={"scale": 1})
+    scenario(sandbox, **CPU_RAMP)
+    scenario(sandbox, metric="queue_depth", kind="ramp", base=6, slope_per_min=2,
+             start=T - 2400)  # both scale; the cap allows one scale an hour
+    evaluate(instance, res, T - 60)
+    s = tick(instance, res)
+    evaluate(instance, res, T)
+    s = tick(instance, res, s.cursor)
+    outcomes = {r["metric"]: r["outcome"] for r in store.healing_actions()}
+    assert outcomes == {"cpu": act.DONE, "queue_depth": act.CAPPED}
+    assert len(sandbox_actions(sandbox)) == 1
+
+    evaluate(instance, res, T + 60)  # still ramping: cpu now waits for its cooldown
+    s = tick(instance, res, s.cursor)
+    rows = store.healing_actions()
+    assert [(r["metric"], r["outcome"]) for r in rows[:1]] == [("cpu", act.COOLDOWN)]
+    assert "next allowed at" in rows[0]["detail"]
+
+    evaluate(instance, res, T + 120)  # the same hold-backs are not written again
+    s = tick(instance, res, s.cursor)
+    assert "held back as already recorded" in skip_message(s)
+    assert len(store.healing_actions()) == 3 and len(sandbox_actions(sandbox)) == 1
+
+
+def test_dry_run_records_but_does_not_call(sandbox, instance, history_url, store):
+    res = resources(sandbox, history_url, dry_run=True)
+    scenario(sandbox, metric="memory", kind="ramp", base=60, slope_per_min=0.4, start=T - 2400)
+    evaluate(instance, res, T - 60)
+    s = tick(instance, res)
+    evaluate(instance, res, T)
+    s = tick(instance, res, s.cursor)
+    [row] = store.healing_actions()
+    assert (row["metric"], row["action"], row["outcome"]) == ("memory", "restart", act.DRY_RUN)
+    assert row["dry_run"] is True and "dry run" in row["detail"]
+    assert sandbox_actions(sandbox) == []
+    [event] = healing_events(s)
+    assert "restart** for memory on production: dry_run" in event.metadata["summary"].value
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        Hook.received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    Hook.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", Hook.received
+    server.shutdown()
+    server.server_close()
+
+
+def test_alerts_go_through_the_notifiers(sandbox, instance, history_url, store, webhook):
+    url, received = webhook
+    res = resources(sandbox, history_url, notifier=NotifierResource(webhook_url=url))
+    scenario(sandbox, metric="error_rate", kind="ramp", base=1, slope_per_min=0.07,
+             start=T - 2400)
+    evaluate(instance, res, T - 60)
+    s = tick(instance, res)
+    evaluate(instance, res, T)
+    tick(instance, res, s.cursor)
+    [alert] = received
+    assert alert["kind"] == "perf_alert" and alert["deployment_id"] == "production"
+    assert alert["title"].startswith("error_rate forecast to cross 5% on production in ~")
+    assert "error_rate forecast to go above 5%" in alert["reason"]
+    assert alert["dedup_key"] == "atge-production-error_rate"
+    [row] = store.healing_actions()
+    assert row["outcome"] == act.DONE and "webhook: sent" in row["detail"]
+    assert sandbox_actions(sandbox) == []  # an alert is not a provider action
+
+
+def test_without_an_acting_provider_actions_are_recorded_as_unsupported(
+        sandbox, instance, history_url, store):
+    res = resources(sandbox, history_url, actions_url=None)
+    scenario(sandbox, **CPU_RAMP)
+    evaluate(instance, res, T - 60)
+    s = tick(instance, res)
+    evaluate(instance, res, T)
+    tick(instance, res, s.cursor)
+    [row] = store.healing_actions()
+    assert row["outcome"] == act.UNSUPPORTED and row["detail"] == NO_PROVIDER
+    assert "Vercel has no API to scale" in NO_PROVIDER
+
+
+def test_stale_forecasts_are_not_acted_on(sandbox, instance, history_url, store):
+    res = resources(sandbox, history_url, max_forecast_age_s=300)
+    scenario(sandbox, **CPU_RAMP)
+    evaluate(instance, res, T - 60)
+    evaluate(instance, res, T)
+    s = tick(instance, res)  # a fresh sensor looks at the newest two evaluations
+    assert "not acting on a stale picture" in skip_message(s)
+    assert store.healing_actions() == [] and sandbox_actions(sandbox) == []
+    # ... and the cursor moved on: the same forecasts are not looked at again.
+    assert skip_message(tick(instance, res, s.cursor)) == "no new forecasts since the last evaluation"
+
+
+def test_cursor_garbage_starts_over():
+    assert parse_cursor("{not json") == (None, {})
+    assert parse_cursor('{"after": 7, "streaks": {"production/cpu": 1}}') == (
+        7, {"production/cpu": 1})
+
+
+def test_intake_from_the_targets_json_endpoint(sandbox, instance, history_url, store):
+    res = resources(sandbox, history_url, source="json", url=sandbox.base_url + "/_sandbox/metrics")
+    scenario(sandbox, metric="active_users", kind="flat", base=321, noise=0)
+    result = evaluate(instance, res, T)
+    md = metadata(result, "system_metrics")
+    assert md["samples_added"] == 6 and md["source"].startswith("json http://127.0.0.1")
+    latest = {r.data["metric"]: r.data["value"] for r in md["latest"].records}
+    assert latest["active_users"] == 321
+    # A single point is no trend: the forecasts say so rather than guess.
+    f = metadata(result, "metric_forecasts")["forecasts"]["metrics"]["active_users"]
+    assert f["status"] == "insufficient_data" and not f["alert"]
+
+
+def test_the_same_minute_is_stored_once(sandbox, instance, history_url):
+    res = resources(sandbox, history_url)
+    for now, added in ((T, 360), (T, 0), (T + 60, 6)):
+        assert metadata(evaluate(instance, res, now, forecasts=False),
+                        "system_metrics")["samples_added"] == added
+
+
+def test_bad_sources_fail_the_intake_with_a_clear_error(sandbox, instance, history_url):
+    res = resources(sandbox, history_url, url="http://10.1.2.3:9090")
+    with pytest.raises(dg.Failure, match=r"metrics source: host '10.1.2.3' is not in the allowed"):
+        evaluate(instance, res, T)
+    res = resources(sandbox, history_url,
+                    queries={m: "sum(rate(x[5m]))" for m in ("cpu", "memory", "response_time_p95",
+                                                             "error_rate", "active_users",
+                                                             "queue_depth")})
+    with pytest.raises(dg.Failure, match=r"no metric could be read: cpu: prometheus at "
+                                         r"127.0.0.1:\d+: query 'sum\(rate\(x\[5m\]\)\)': "
+                                         r"prometheus refused it: bad_data"):
+        evaluate(instance, res, T)
+    # One bad query costs its metric only.
+    res = resources(sandbox, history_url, queries={"cpu": "sum(rate(x[5m]))"})
+    md = metadata(evaluate(instance, res, T, forecasts=False), "system_metrics")
+    assert md["samples_added"] == 300 and "**cpu**: prometheus at" in md["errors"]
+
+
+def test_schedule_runs_one_intake_at_a_time(instance):
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    # A failed minute is not retried (the next one asks for what it missed); no step processes.
+    assert monitoring_job.tags["dagster/max_retries"] == "0"
+    assert monitoring_job.executor_def.name == "in_process"
+    schedule = build_monitoring_schedule("* * * * *")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert build_monitoring_schedule(running=False).default_status == \
+        dg.DefaultScheduleStatus.STOPPED
+    ctx = dg.build_schedule_context(instance=instance)
+    assert isinstance(schedule.evaluate_tick(ctx).run_requests[0], dg.RunRequest)
+    instance.add_run(DagsterRun(job_name=monitoring_job.name, run_id="a" * 36,
+                                status=DagsterRunStatus.STARTED))
+    data = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+    assert not data.run_requests and "still started" in data.skip_message
+
+
+def test_sensor_starts_running_and_settings_come_from_the_env():
+    assert build_self_healing_sensor().default_status == dg.DefaultSensorStatus.RUNNING
+    m = MonitoringSettings.from_env({"ATGE_SANDBOX_URL": "http://127.0.0.1:8787",
+                                     "ATGE_DRY_RUN": "true",
+                                     "ATGE_METRICS_THRESHOLDS_JSON": '{"cpu": 75}',
+                                     "ATGE_HEALING_ACTIONS_JSON": '{"cpu": ["scale", "alert"]}'},
+                                    dry_run=False)
+    r = m.resource
+    assert (r.url, r.actions_url, r.allowed_hosts) == ("http://127.0.0.1:8787",
+                                                       "http://127.0.0.1:8787", ["127.0.0.1"])
+    assert r.threshold_map()["cpu"] == 75 and r.threshold_map()["memory"] == 85
+    assert r.actions_for("cpu") == ["scale", "alert"] and r.actions_for("memory") == ["restart"]
+    assert m.source_configured and m.cron == "* * * * *" and m.sensor_interval_s == 30
+    assert not MonitoringSettings.from_env({}).source_configured
+    with pytest.raises(SettingsError, match="ATGE_METRICS_URL: host 'prom.example'"):
+        MonitoringSettings.from_env({"ATGE_METRICS_URL": "http://prom.example:9090"})
+    with pytest.raises(SettingsError, match="ATGE_HEALING_ACTIONS_JSON must be a JSON object"):
+        MonitoringSettings.from_env({"ATGE_HEALING_ACTIONS_JSON": '{"cpu": ["reboot"]}'})
+    with pytest.raises(SettingsError, match="ATGE_FORECAST_HORIZON_MIN"):
+        MonitoringSettings.from_env({"ATGE_FORECAST_HORIZON_MIN": "soon"})

@@ -348,9 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands whose modules own their argument parsing (each imports only what it needs).
 DELEGATED = {
-    "loadtest": ("atge_assets.load.engine", "cli_main",
+    "loadtest": ("atge_assets.load.cli", "cli_main",
                  "load test a URL: closed (--users) or open (--rate) model"),
-    "abtest": ("atge_assets.abtest.analysis", "cli_main",
+    "abtest": ("atge_assets.abtest.cli", "cli_main",
                "A/B tests of model variants: analyze, assign, simulate"),
 }
 

@@ -57,7 +57,10 @@ def instance(tmp_path):
 
 @pytest.fixture
 def resources(sandbox, history_url):
-    from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
+    from atge_assets.deployments.resources import (
+        BenchmarkResource,
+        ReleasePolicyResource,
+    )
     from atge_assets.lib.resources import HistoryResource, VercelResource
     from atge_assets.notify.resources import NotifierResource
 

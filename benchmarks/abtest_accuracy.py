@@ -40,8 +40,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from atge_assets.abtest import analysis as ab  # noqa: E402
 from atge_assets.abtest import stats as st  # noqa: E402
+from atge_assets.abtest.analysis import analyze, planned_horizon  # noqa: E402
+from atge_assets.abtest.config import ExperimentConfig, default_config  # noqa: E402
+from atge_assets.abtest.intake import Results  # noqa: E402
+from atge_assets.abtest.simulate import simulate_results  # noqa: E402
 
 BASE = 0.55
 TAU = 0.06  # mSPRT mixing sd, matched to the plan's minimum detectable lift
@@ -49,13 +52,13 @@ Z = 1.959964
 CONTROL, CHALLENGER = "gpt51-high", "gpt51-medium"
 
 
-def configs() -> dict[str, ab.ExperimentConfig]:
-    three = ab.ExperimentConfig.from_dict({
+def configs() -> dict[str, ExperimentConfig]:
+    three = ExperimentConfig.from_dict({
         "experiment": "bench-three", "control": "a",
         "variants": [{"id": k, "name": k, "model": "gpt-5.1", "reasoning_effort": e,
                       "traffic_percent": p}
                      for k, e, p in (("a", "high", 60), ("b", "medium", 20), ("c", "low", 20))]})
-    return {"two": ab.default_config("bench-two"), "three": three}
+    return {"two": default_config("bench-two"), "three": three}
 
 
 # name: (config, true win rates, simulate kwargs, true winner, repetitions at scale 1)
@@ -78,10 +81,10 @@ GOALS = {
     "detect_6_10": (0.80, ">=", "true lift 6-10 points (2 variants) or 8 points (3 variants)",
                     ("lift_6", "lift_7", "lift_8", "lift_10", "three_lift_8")),
 }
-_CONFIGS: dict[str, ab.ExperimentConfig] = {}
+_CONFIGS: dict[str, ExperimentConfig] = {}
 
 
-def _comparators(res: ab.Results, looks: list[int], horizon: int) -> dict:
+def _comparators(res: Results, looks: list[int], horizon: int) -> dict:
     """The other rules on the same data (two variants), each from running win/loss counts."""
     resolved = res.outcome <= 1
     win = res.outcome == 1
@@ -120,13 +123,13 @@ def run_one(task: tuple) -> dict:
     group, seed, every = task
     cfg_name, rates, kwargs, truth, _ = GROUPS[group]
     config = _CONFIGS[cfg_name]
-    horizon = ab.planned_horizon(config)
+    horizon = planned_horizon(config)
     n_signals = int(horizon * 1.10 / 0.99) + 1
-    res = ab.Results(ab.simulate_results(config, n_signals, rates, seed=seed, **kwargs))
+    res = Results(simulate_results(config, n_signals, rates, seed=seed, **kwargs))
     looks = list(range(every, n_signals, every)) + [n_signals]
     winner, at, srm_alarm, final_status = None, None, False, None
     for n in looks:
-        result = ab.analyze(res.head(n), config)
+        result = analyze(res.head(n), config)
         srm_alarm |= result["srm"]["alarm"]
         final_status = result["status"]
         if winner is None and result["winner"]:
@@ -141,7 +144,7 @@ def run_one(task: tuple) -> dict:
 def _init():
     _CONFIGS.update(configs())
     for config in _CONFIGS.values():  # boundaries and plans, computed once per process
-        ab.planned_horizon(config)
+        planned_horizon(config)
 
 
 def rate(rows, rule, predicate) -> float | None:

@@ -201,7 +201,7 @@ def _figures(rps, p50, p95, p99, mx, errors, requests, cpu_share) -> dict:
 
 # -- the tools ---------------------------------------------------------------------------------
 def run_ours(url: str, conns: int, dur: float, rate: float | None = None) -> dict:
-    cmd = [PY, "-m", "atge_assets.load.engine", "--url", url, "--users", str(conns),
+    cmd = [PY, "-m", "atge_assets.load.cli", "--url", url, "--users", str(conns),
            "--duration", str(dur), "--json", "--abort-error-rate", "1"]
     if rate:
         cmd += ["--rate", str(rate)]

@@ -17,27 +17,20 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from atge_assets.abtest.analysis import (
-    WINNER,
-    ConfigError,
-    ExperimentConfig,
+from atge_assets.abtest.analysis import WINNER, analyze
+from atge_assets.abtest.config import ConfigError, ExperimentConfig
+from atge_assets.abtest.history import AbtestHistory
+from atge_assets.abtest.intake import (
     ResultsError,
-    analyze,
     intake_records,
     read_results_csv,
     results_from_store,
 )
-from atge_assets.abtest.history import AbtestHistory
 from atge_assets.abtest.resources import CSV, SANDBOX, ExperimentsResource, SourceError
+from atge_assets.lib.redaction import redact
 from atge_assets.lib.resources import HistoryResource
-from atge_assets.notify.channels import (
-    PROMOTION,
-    Event,
-    SqlSentLog,
-    dispatch,
-    notifiers_from_env,
-    redact,
-)
+from atge_assets.notify import PROMOTION, Event
+from atge_assets.notify.resources import NotifierResource
 
 GROUP = "ab_tests"
 experiments_partitions = dg.DynamicPartitionsDefinition(name="experiments")
@@ -297,7 +290,8 @@ def _latest_analysis(instance: dg.DagsterInstance, key: str) -> dict | None:
     return entry.value if entry is not None else None
 
 
-def _announce(context, store, key: str, winner: str, analysis: dict) -> list[str]:
+def _announce(context, notifier: NotifierResource, store, key: str, winner: str,
+              analysis: dict) -> list[str]:
     """Tell the notifiers once (their sent log skips repeats); never fails the promotion."""
     try:
         w = analysis["variants"][winner]
@@ -316,7 +310,7 @@ def _announce(context, store, key: str, winner: str, analysis: dict) -> list[str
                      f"reasoning) now gets 100% of traffic, was {w['traffic_percent']:g}%",
             reason=analysis["decision_reason"], run_id=context.run_id,
             dedup_key=f"atge-ab-{key}", idempotency_key=f"ab_promotion:{key}:{winner}")
-        results = dispatch(event, notifiers_from_env(sent_log=SqlSentLog(store.engine)))
+        results = notifier.send(event, store.engine)
     except Exception as exc:  # a bad channel setting must not undo a promotion that happened
         note = redact(f"not announced: {type(exc).__name__}: {exc}")[:500]
         context.log.warning(note)
@@ -336,8 +330,8 @@ def _announce(context, store, key: str, winner: str, analysis: dict) -> list[str
     "With auto-promotion off the winner awaits a manual materialization with `promote: true`.",
 )
 def ab_test_promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
-                      experiments: ExperimentsResource,
-                      history: HistoryResource) -> dg.MaterializeResult:
+                      experiments: ExperimentsResource, history: HistoryResource,
+                      notifier: NotifierResource) -> dg.MaterializeResult:
     key = context.partition_key
     analysis = _latest_analysis(context.instance, key)
     if analysis is None:
@@ -360,7 +354,7 @@ def ab_test_promotion(context: dg.AssetExecutionContext, config: PromotionConfig
     if row and row["status"] == "done":
         decision = "already_promoted"
         reason = f"{winner} was promoted by run {row['run_id']}; not again"
-        notes = _announce(context, store, key, winner, analysis)  # only if it never went out
+        notes = _announce(context, notifier, store, key, winner, analysis)  # only if it never went out
     elif not (experiments.auto_promote and hook) and not config.promote:
         store.await_ab_promotion(key, winner, split, verdict, context.run_id)
         decision = "awaiting_manual_promotion"
@@ -385,7 +379,7 @@ def ab_test_promotion(context: dg.AssetExecutionContext, config: PromotionConfig
         store.finish_ab_promotion(key, winner, "done", f"HTTP {out.status}")
         decision = "promoted"
         reason = f"{winner} now gets 100% of {key}'s traffic. {verdict}"
-        notes = _announce(context, store, key, winner, analysis)
+        notes = _announce(context, notifier, store, key, winner, analysis)
     context.log.info(f"{key}: {decision}: {reason}")
     return dg.MaterializeResult(metadata={
         **meta, "decision": decision, "reason": dg.MetadataValue.md(reason),

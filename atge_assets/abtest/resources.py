@@ -8,8 +8,8 @@ from typing import Optional
 import dagster as dg
 import httpx
 
-from atge_assets.abtest.analysis import ConfigError, ExperimentConfig, default_config
-from atge_assets.notify.channels import PostOutcome, RetryPolicy, post_with_retry
+from atge_assets.abtest.config import ConfigError, ExperimentConfig, default_config
+from atge_assets.lib.http import PostOutcome, RetryPolicy, post_with_retry
 
 HISTORY, CSV, SANDBOX = "history", "csv", "sandbox"
 

@@ -10,8 +10,8 @@ import time
 
 import dagster as dg
 
-from atge_assets.abtest.analysis import ConfigError
 from atge_assets.abtest.assets import ab_test_job, experiments_partitions
+from atge_assets.abtest.config import ConfigError
 from atge_assets.abtest.history import AbtestHistory
 from atge_assets.abtest.resources import ExperimentsResource, SourceError
 from atge_assets.lib.resources import HistoryResource

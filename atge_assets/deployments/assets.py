@@ -10,22 +10,21 @@ import time
 
 import dagster as dg
 
+from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments import judge as judge_mod
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
-from atge_assets.deployments.timing import (
-    CANDIDATE,
-    REFERENCE,
-    HostNotAllowed,
-    Sample,
-    check_url,
-    measure,
+from atge_assets.deployments.timing import CANDIDATE, REFERENCE, Sample, measure
+from atge_assets.lib.http import HostNotAllowed, check_url
+from atge_assets.lib.providers.base import (
+    READY,
+    Deployment,
+    MalformedPayload,
+    ProviderError,
 )
-from atge_assets.lib.providers.base import READY, Deployment, MalformedPayload, ProviderError
 from atge_assets.lib.resources import HistoryResource, VercelResource
-from atge_assets.notify import channels as notify
 from atge_assets.notify.resources import NotifierResource
 
 GROUP = "deployments"

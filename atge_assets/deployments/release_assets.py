@@ -7,6 +7,7 @@ rollback must run. The rollback and promotion assets read the results from the h
 
 import dagster as dg
 
+from atge_assets import notify
 from atge_assets.deployments.assets import (
     _targets,
     baseline_comparison,
@@ -17,7 +18,6 @@ from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.deployments.smoke import DEFAULT_SMOKE, run_smoke, specs_from_json
 from atge_assets.lib.resources import HistoryResource, VercelResource
-from atge_assets.notify import channels as notify
 from atge_assets.notify.resources import NotifierResource
 
 SMOKE_NAMES = [s.name for s in DEFAULT_SMOKE]

@@ -1,4 +1,4 @@
-"""Timing ATGE endpoints over real HTTP: samples, `Server-Timing` phases, and the host allow-list.
+"""Timing ATGE endpoints over real HTTP: samples and `Server-Timing` phases.
 
 Every sample is kept, failed ones included (status, error, timeout), because an error rate is a
 regression signal of its own and a silent drop would flatter a broken deployment.
@@ -6,52 +6,13 @@ regression signal of its own and a silent drop would flatter a broken deployment
 
 from __future__ import annotations
 
-import fnmatch
-import ipaddress
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
-from urllib.parse import urlsplit
+from typing import Callable
 
 import httpx
 
 from atge_assets.deployments.suite import MetricSpec, Suite
-
-
-class HostNotAllowed(ValueError):
-    """The URL's scheme or host is not one the provider or the configuration allows."""
-
-
-# Cloud metadata endpoints: never a benchmark target, whatever the allow-list says.
-_METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
-
-
-def check_url(url: str, allowed_hosts: Iterable[str]) -> str:
-    """Return the URL if its scheme is http(s) and its host matches an allowed pattern.
-
-    Patterns are shell-style (`*.vercel.app`, `127.0.0.1`). Link-local addresses (the cloud
-    metadata service lives at 169.254.169.254) are refused even when a pattern would match.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise HostNotAllowed(f"scheme {parts.scheme or '(none)'!r} is not http or https: {url!r}")
-    host = (parts.hostname or "").lower().rstrip(".")
-    if not host:
-        raise HostNotAllowed(f"no host in {url!r}")
-    if parts.username or parts.password:
-        raise HostNotAllowed("URLs with credentials are not benchmarked")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    if (ip is not None and (ip.is_link_local or ip.is_multicast or ip.is_unspecified)) or (
-        host in _METADATA_HOSTS
-    ):
-        raise HostNotAllowed(f"host {host!r} is a link-local or metadata address")
-    patterns = [p.strip().lower() for p in allowed_hosts if p and p.strip()]
-    if not any(fnmatch.fnmatchcase(host, p) for p in patterns):
-        raise HostNotAllowed(f"host {host!r} is not in the allowed hosts {patterns}")
-    return url
 
 
 def parse_server_timing(header: str | None) -> dict[str, float]:

@@ -27,16 +27,11 @@ from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.resources import BenchmarkResource
 from atge_assets.lib.resources import HistoryResource, VercelResource
-from atge_assets.load.engine import (
-    CapacityReport,
-    LoadResult,
-    Thresholds,
-    capacity_report,
-    merge,
-    run_stage,
-)
+from atge_assets.load.capacity import CapacityReport, Thresholds, capacity_report
+from atge_assets.load.engine import run_stage
 from atge_assets.load.history import LoadHistory
 from atge_assets.load.resources import MAX_SHARDS, LoadTestResource
+from atge_assets.load.spec import LoadResult, merge
 
 GROUP = "load"
 ASSET = dg.AssetKey("load_test")

@@ -9,7 +9,8 @@ from typing import Literal
 
 import dagster as dg
 
-from atge_assets.load.engine import DEFAULT_STAGES, MAX_USERS, LoadSpec, Thresholds
+from atge_assets.load.capacity import Thresholds
+from atge_assets.load.spec import DEFAULT_STAGES, MAX_USERS, LoadSpec
 from atge_assets.settings import Settings, SettingsError, _num
 
 TRIGGERS = ("manual", "after_benchmark", "schedule")

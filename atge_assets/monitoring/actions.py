@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from atge_assets.deployments.timing import check_url
-from atge_assets.notify import channels as notify
+from atge_assets import notify
+from atge_assets.lib.http import check_url
 
 SCALE, RESTART, CLEAR_CACHE, ALERT = "scale", "restart", "clear_cache", "alert"
 ACTIONS = (SCALE, RESTART, CLEAR_CACHE, ALERT)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from atge_assets.deployments.timing import HostNotAllowed
+from atge_assets.lib.http import HostNotAllowed
 from atge_assets.lib.resources import HistoryResource
 from atge_assets.monitoring import actions as act
 from atge_assets.monitoring.forecast import Forecast, forecast

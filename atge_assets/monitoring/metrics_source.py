@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from atge_assets.deployments.timing import check_url
+from atge_assets.lib.http import check_url
 
 # The watched metrics, their units, and the names the sandbox exports them under.
 METRICS = ("cpu", "memory", "response_time_p95", "error_rate", "active_users", "queue_depth")

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
-from atge_assets.deployments.timing import HostNotAllowed, check_url
+from atge_assets.lib.http import HostNotAllowed, check_url
 from atge_assets.monitoring import actions as act
 from atge_assets.monitoring.forecast import ABOVE, BELOW
 from atge_assets.monitoring.metrics_source import (

@@ -18,7 +18,11 @@ import dagster as dg
 
 from atge_assets.lib.resources import HistoryResource
 from atge_assets.monitoring import actions as act
-from atge_assets.monitoring.assets import healing_actions, healing_metadata, metric_forecasts
+from atge_assets.monitoring.assets import (
+    healing_actions,
+    healing_metadata,
+    metric_forecasts,
+)
 from atge_assets.monitoring.history import MonitoringHistory
 from atge_assets.monitoring.resources import MonitoringResource
 from atge_assets.notify.resources import NotifierResource

@@ -4,7 +4,8 @@ from typing import Optional
 
 import dagster as dg
 
-from atge_assets.notify import channels as notify
+from atge_assets import notify
+from atge_assets.lib.redaction import redact
 
 
 class NotifierResource(dg.ConfigurableResource):
@@ -27,20 +28,17 @@ class NotifierResource(dg.ConfigurableResource):
     def send(self, event: notify.Event, engine) -> list[notify.DeliveryResult]:
         """Deliver to every configured channel, at most once per event (the sent log lives in
         the history database). Never raises: a failing channel must not block a rollback."""
-        env = {k: v for k, v in {
-            "ATGE_SLACK_WEBHOOK_URL": self.slack_webhook_url,
-            "ATGE_PAGERDUTY_ROUTING_KEY": self.pagerduty_routing_key,
-            "ATGE_PAGERDUTY_EVENTS_URL": self.pagerduty_events_url,
-            "ATGE_NOTIFY_WEBHOOK_URL": self.webhook_url,
-            "ATGE_NOTIFY_WEBHOOK_SECRET": self.webhook_secret,
-        }.items() if v}
+        channels = dict(slack_webhook_url=self.slack_webhook_url,
+                        pagerduty_routing_key=self.pagerduty_routing_key,
+                        pagerduty_events_url=self.pagerduty_events_url,
+                        webhook_url=self.webhook_url, webhook_secret=self.webhook_secret)
         try:
-            notifiers = notify.notifiers_from_env(env, sent_log=notify.SqlSentLog(engine))
+            notifiers = notify.build_notifiers(**channels, sent_log=notify.SqlSentLog(engine))
             return notify.dispatch(event, notifiers)
         except Exception as exc:  # a bad channel setting is reported, never raised into a rollback
+            secrets = [v for v in channels.values() if v]
             return [notify.DeliveryResult(channel="config", event_key=event.idempotency_key,
-                                          status=notify.FAILED,
-                                          detail=notify.redact(str(exc), env.values()))]
+                                          status=notify.FAILED, detail=redact(str(exc), secrets))]
 
 
 def notifier_from_env(env: dict) -> NotifierResource:

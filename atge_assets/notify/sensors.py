@@ -2,8 +2,8 @@
 
 import dagster as dg
 
+from atge_assets import notify
 from atge_assets.lib.resources import HistoryResource
-from atge_assets.notify import channels as notify
 from atge_assets.notify.resources import NotifierResource
 
 

@@ -33,12 +33,12 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from atge_assets.abtest.analysis import (
+from atge_assets.abtest.config import (
     DEFAULT_EXPERIMENT,
     ExperimentConfig,
     default_config,
-    simulate_results,
 )
+from atge_assets.abtest.simulate import simulate_results
 
 _PREFIX = "/_sandbox/experiments"
 _ROUTE = re.compile(r"^/_sandbox/experiments/(?P<key>[A-Za-z0-9][A-Za-z0-9._-]{0,63})"

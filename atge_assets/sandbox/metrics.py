@@ -39,7 +39,11 @@ import threading
 import time
 from pathlib import Path
 
-from atge_assets.monitoring.metrics_source import DEFAULT_THRESHOLDS, METRICS, PROM_NAMES
+from atge_assets.monitoring.metrics_source import (
+    DEFAULT_THRESHOLDS,
+    METRICS,
+    PROM_NAMES,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,13 @@ import httpx
 import pytest
 
 from atge_assets.abtest import assets as ab
-from atge_assets.abtest.analysis import (
-    CSV_COLUMNS,
-    DEFAULT_EXPERIMENT,
-    default_config,
-    simulate_results,
-)
+from atge_assets.abtest.config import DEFAULT_EXPERIMENT, default_config
+from atge_assets.abtest.intake import CSV_COLUMNS
 from atge_assets.abtest.resources import ExperimentsResource
 from atge_assets.abtest.sensors import build_ab_test_sensor
+from atge_assets.abtest.simulate import simulate_results
 from atge_assets.lib.resources import HistoryResource
+from atge_assets.notify.resources import NotifierResource
 from atge_assets_tests.deployments.helpers import metadata
 from atge_assets_tests.notify.test_channels import receiver  # noqa: F401 (a fixture)
 
@@ -37,8 +35,9 @@ def experiment(sandbox, key) -> dict:
     return httpx.get(f"{sandbox.base_url}/_sandbox/experiments/{key}").json()
 
 
-def resources(history_url, **kw):
-    return {"experiments": ExperimentsResource(**kw), "history": HistoryResource(url=history_url)}
+def resources(history_url, notifier=None, **kw):
+    return {"experiments": ExperimentsResource(**kw), "history": HistoryResource(url=history_url),
+            "notifier": notifier or NotifierResource()}
 
 
 def run(instance, res, key, selection=GRAPH, **kw):
@@ -48,10 +47,10 @@ def run(instance, res, key, selection=GRAPH, **kw):
 
 
 def test_a_strong_lift_is_promoted_once_and_announced_once(sandbox, instance, history_url, store,
-                                                           receiver, monkeypatch):
-    monkeypatch.setenv("ATGE_NOTIFY_WEBHOOK_URL", receiver.url("/hook"))
+                                                           receiver):
     create(sandbox, "lift", LIFT, minutes=5)
-    res = resources(history_url, sandbox_url=sandbox.base_url)
+    res = resources(history_url, NotifierResource(webhook_url=receiver.url("/hook")),
+                    sandbox_url=sandbox.base_url)
     r = run(instance, res, "lift")
     intake = metadata(r, "ab_test_results")
     assert intake["rows_inserted"] >= 3000 and intake["bad_row_count"] == 0

@@ -2,7 +2,8 @@ import httpx
 import pytest
 
 from atge_assets.deployments.suite import MetricSpec, Suite
-from atge_assets.deployments.timing import HostNotAllowed, check_url, measure, parse_server_timing
+from atge_assets.deployments.timing import measure, parse_server_timing
+from atge_assets.lib.http import HostNotAllowed, check_url
 
 
 def test_parse_server_timing():

@@ -12,7 +12,7 @@ from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.resources import BenchmarkResource
 from atge_assets.lib.resources import HistoryResource, VercelResource
 from atge_assets.load.assets import load_test, load_test_job
-from atge_assets.load.engine import Thresholds
+from atge_assets.load.capacity import Thresholds
 from atge_assets.load.histogram import LatencyHistogram
 from atge_assets.load.history import LoadHistory
 from atge_assets.load.resources import LoadTestResource
@@ -74,7 +74,7 @@ def test_stages_are_measured_judged_and_recorded(sandbox, instance, resources, s
 def test_a_provider_that_can_scale_is_handed_the_recommendation(monkeypatch, resources):
     from atge_assets.lib.providers.vercel import VercelClient
     from atge_assets.load.assets import _hand_to_provider
-    from atge_assets.load.engine import capacity_report
+    from atge_assets.load.capacity import capacity_report
 
     asked = []
     monkeypatch.setattr(VercelClient, "scale_replicas",
@@ -102,7 +102,7 @@ def test_a_stage_aborted_on_an_error_spike_fails_the_error_check_whatever_its_ov
 
 
 def _result(users, p95=100.0):
-    from atge_assets.load.engine import LoadResult
+    from atge_assets.load.spec import LoadResult
 
     h = LatencyHistogram()
     for _ in range(90):

@@ -14,18 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from atge_assets.deployments.timing import HostNotAllowed
-from atge_assets.load.engine import (
-    LoadResult,
-    LoadSpec,
-    Thresholds,
-    capacity_report,
-    cli_main,
-    merge,
-    run_stage,
-    run_stages,
-)
+from atge_assets.lib.http import HostNotAllowed
+from atge_assets.load.capacity import Thresholds, capacity_report
+from atge_assets.load.cli import cli_main
+from atge_assets.load.engine import run_stage, run_stages
 from atge_assets.load.histogram import LatencyHistogram
+from atge_assets.load.spec import LoadResult, LoadSpec, merge
 
 LOCAL = ["127.0.0.1"]
 

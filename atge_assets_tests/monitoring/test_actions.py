@@ -4,9 +4,9 @@ the acting provider's client against the sandbox, and the alert event."""
 import httpx
 import pytest
 
-from atge_assets.deployments.timing import HostNotAllowed
+from atge_assets import notify
+from atge_assets.lib.http import HostNotAllowed
 from atge_assets.monitoring import actions as act
-from atge_assets.notify import channels as notify
 
 NOW = 1_790_000_000.0
 FORECAST = {"status": "breach_expected", "method": "holt", "level": 72.0, "slope_per_minute": 0.5,

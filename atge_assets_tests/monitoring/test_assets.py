@@ -13,7 +13,11 @@ from atge_assets.monitoring import actions as act
 from atge_assets.monitoring.assets import monitoring_job
 from atge_assets.monitoring.resources import MonitoringSettings
 from atge_assets.monitoring.schedules import build_monitoring_schedule
-from atge_assets.monitoring.sensors import NO_PROVIDER, build_self_healing_sensor, parse_cursor
+from atge_assets.monitoring.sensors import (
+    NO_PROVIDER,
+    build_self_healing_sensor,
+    parse_cursor,
+)
 from atge_assets.notify.resources import NotifierResource
 from atge_assets.settings import SettingsError
 from atge_assets_tests.monitoring.helpers import (

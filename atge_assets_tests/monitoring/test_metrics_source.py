@@ -4,7 +4,7 @@ allow-list, and clear errors for every kind of malformed answer."""
 import httpx
 import pytest
 
-from atge_assets.deployments.timing import HostNotAllowed
+from atge_assets.lib.http import HostNotAllowed
 from atge_assets.monitoring.metrics_source import (
     JsonEndpointSource,
     MalformedAnswer,

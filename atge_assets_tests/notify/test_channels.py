@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from atge_assets.notify import channels as nt
+from atge_assets import notify as nt
+from atge_assets.lib.http import RetryPolicy, parse_retry_after
 
 SLACK_TOKEN = "T0SLACK/B0SLACK/xoxSlackSecret42"
 ROUTING_KEY = "R0UTINGKEYsecret0000000000000042"
@@ -251,7 +252,7 @@ def test_retry_after_beyond_the_budget_gives_up_without_sleeping(receiver, sleep
 
 def test_gives_up_after_max_attempts_without_raising(receiver, sleeps):
     receiver.answer(*[(502, {}, "bad gateway")] * 5)
-    policy = nt.RetryPolicy(max_attempts=3, base_delay_s=1.0)
+    policy = RetryPolicy(max_attempts=3, base_delay_s=1.0)
     r = _slack(receiver, sleeps, retry=policy).send(_rollback())
     assert r.status == nt.FAILED and not r.ok and r.attempts == 3 and r.http_status == 502
     assert len(receiver.requests) == 3 and sleeps == [1.0, 2.0]
@@ -260,7 +261,7 @@ def test_gives_up_after_max_attempts_without_raising(receiver, sleeps):
 
 def test_total_wait_is_capped(receiver, sleeps):
     receiver.answer(*[(500, {}, "")] * 10)
-    policy = nt.RetryPolicy(max_attempts=10, base_delay_s=1.0, max_total_wait_s=5.0)
+    policy = RetryPolicy(max_attempts=10, base_delay_s=1.0, max_total_wait_s=5.0)
     r = _slack(receiver, sleeps, retry=policy).send(_rollback())
     assert r.status == nt.FAILED and sum(sleeps) <= 5.0 and sleeps == [1.0, 2.0]
 
@@ -284,7 +285,7 @@ def test_connection_refused_fails_cleanly_and_redacted(sleeps):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     n = nt.SlackNotifier(f"http://127.0.0.1:{port}/services/{SLACK_TOKEN}", sleep=sleeps,
-                         retry=nt.RetryPolicy(max_attempts=2))
+                         retry=RetryPolicy(max_attempts=2))
     r = n.send(_rollback())
     assert r.status == nt.FAILED and r.attempts == 2 and sleeps == [0.5]
     assert "ConnectError" in r.detail
@@ -292,13 +293,13 @@ def test_connection_refused_fails_cleanly_and_redacted(sleeps):
 
 
 def test_parse_retry_after():
-    assert nt.parse_retry_after("3") == 3.0
-    assert nt.parse_retry_after(" 0 ") == 0.0
-    assert nt.parse_retry_after("-5") == 0.0
-    assert nt.parse_retry_after(formatdate(1000.0, usegmt=True), now=990.0) == 10.0
-    assert nt.parse_retry_after(formatdate(1000.0, usegmt=True), now=2000.0) == 0.0
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(" 0 ") == 0.0
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after(formatdate(1000.0, usegmt=True), now=990.0) == 10.0
+    assert parse_retry_after(formatdate(1000.0, usegmt=True), now=2000.0) == 0.0
     for bad in (None, "", "soon", "nan", "inf"):
-        assert nt.parse_retry_after(bad) is None
+        assert parse_retry_after(bad) is None
 
 
 # -- at most once -------------------------------------------------------------------------------
@@ -373,7 +374,7 @@ def test_dispatch_collects_failures_and_never_raises(receiver, sleeps):
             return (ROUTING_KEY,)
 
     receiver.answer(*[(500, {}, "")] * 2)
-    failing = _slack(receiver, sleeps, retry=nt.RetryPolicy(max_attempts=2))
+    failing = _slack(receiver, sleeps, retry=RetryPolicy(max_attempts=2))
     hook = nt.WebhookNotifier(receiver.url("/hook"), sleep=sleeps, name="audit")
     results = nt.dispatch(_rollback(), [failing, Exploding(), hook])
     assert [r.channel for r in results] == ["slack", "exploding", "audit"]
@@ -415,15 +416,13 @@ def test_invalid_urls_are_refused_without_echoing_them():
         nt.PagerDutyNotifier("  ")
 
 
-def test_notifiers_from_env():
-    env = {"ATGE_SLACK_WEBHOOK_URL": f"https://hooks.slack.com/services/{SLACK_TOKEN}",
-           "ATGE_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
-           "ATGE_NOTIFY_WEBHOOK_URL": "https://example.com/hook",
-           "ATGE_NOTIFY_WEBHOOK_SECRET": HOOK_SECRET}
-    ns = nt.notifiers_from_env(env)
+def test_build_notifiers():
+    ns = nt.build_notifiers(slack_webhook_url=f"https://hooks.slack.com/services/{SLACK_TOKEN}",
+                            pagerduty_routing_key=ROUTING_KEY,
+                            webhook_url="https://example.com/hook", webhook_secret=HOOK_SECRET)
     assert [n.name for n in ns] == ["slack", "pagerduty", "webhook"]
     assert len({id(n.sent_log) for n in ns}) == 1
-    assert nt.notifiers_from_env({}) == []
+    assert nt.build_notifiers() == []
     _assert_no_secrets(repr(ns))
 
 

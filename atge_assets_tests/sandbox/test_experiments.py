@@ -2,7 +2,8 @@
 
 import httpx
 
-from atge_assets.abtest.analysis import DEFAULT_EXPERIMENT, analyze, default_config
+from atge_assets.abtest.analysis import analyze
+from atge_assets.abtest.config import DEFAULT_EXPERIMENT, default_config
 from atge_assets.sandbox.experiments import Experiments
 from atge_assets.sandbox.server import SandboxServer
 from atge_assets.sandbox.state import SandboxState

@@ -10,7 +10,7 @@ from atge_assets.deployments.webhook_intake import IntakeQueue, VercelEvent
 from atge_assets.lib.history import migrations
 from atge_assets.lib.history.schema import md
 from atge_assets.lib.providers.base import Deployment
-from atge_assets.notify.channels import SqlSentLog
+from atge_assets.notify.sent_log import SqlSentLog
 from atge_assets_tests.conftest import fresh_pg_database
 
 

@@ -240,12 +240,13 @@ def cmd_up(args) -> int:
         if env.get("ATGE_VERCEL_WEBHOOK_SECRET"):
             from atge_assets.settings import Settings
 
-            # Optional: Vercel's deployment webhooks make the sensor act on its next tick.
+            # Optional: Vercel's deployment webhooks make the sensor act on its next tick. The
+            # queue's URL may hold a password: it goes by the environment, not the command line.
             intake = subprocess.Popen(
-                [sys.executable, "-m", "atge_assets.deployments.webhook_intake", "--host", args.host,
-                 "--port", str(args.webhook_port),
-                 "--queue-url", Settings.from_env(env).history_url],
-                env=env, start_new_session=True)
+                [sys.executable, "-m", "atge_assets.cli", "webhook-intake", "--host", args.host,
+                 "--port", str(args.webhook_port)],
+                env=dict(env, ATGE_HISTORY_URL=Settings.from_env(env).shared.history_url),
+                start_new_session=True)
             procs.append(("webhook intake", intake))
         dev = subprocess.Popen(
             [str(bindir / "dagster"), "dev", "-w", str(root / "workspace.yaml"),
@@ -350,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED = {
     "loadtest": ("atge_assets.load.cli", "cli_main",
                  "load test a URL: closed (--users) or open (--rate) model"),
+    "webhook-intake": ("atge_assets.deployments.cli", "webhook_intake_main",
+                       "receive Vercel deployment webhooks for the sensor"),
     "abtest": ("atge_assets.abtest.cli", "cli_main",
                "A/B tests of model variants: analyze, assign, simulate"),
 }

@@ -1,18 +1,119 @@
+import os
+import shutil
+import signal
 import subprocess
 import sys
 
+import httpx
+import pytest
+
 from atge_assets_tests.conftest import PROJECT_ROOT
 
+BIN = PROJECT_ROOT / ".venv/bin" if (PROJECT_ROOT / ".venv/bin/dagster").exists() \
+    else __import__("pathlib").Path(sys.executable).parent
 
-def test_definitions_validate_with_the_workspace(tmp_path):
-    env = {"PATH": f"{PROJECT_ROOT / '.venv/bin'}:/usr/bin:/bin", "DAGSTER_HOME": str(tmp_path),
-           "ATGE_HOME": str(tmp_path)}
-    dagster = str(PROJECT_ROOT / ".venv/bin/dagster") if (PROJECT_ROOT / ".venv/bin/dagster").exists() \
-        else f"{sys.executable} -m dagster"
-    out = subprocess.run(dagster.split() + ["definitions", "validate", "-w", "workspace.yaml"],
-                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+@pytest.fixture
+def fresh_clone(tmp_path):
+    """The project's files as a clone has them (tracked, plus new ones not yet ignored), and an
+    environment with nothing of ours in it: no DAGSTER_HOME, no ATGE_*, no VERCEL_*."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout
+    root = tmp_path / "clone"
+    for rel in files.split():
+        src = PROJECT_ROOT / rel
+        if src.is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    return root, env
+
+
+def test_definitions_validate_on_a_fresh_clone_with_no_environment(fresh_clone):
+    root, env = fresh_clone
+    out = subprocess.run([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Validation successful" in out.stdout + out.stderr
+
+
+def test_dagster_dev_serves_the_ui_on_a_fresh_clone_with_no_environment(fresh_clone):
+    from atge_assets.harness.stack import free_port, wait_until
+
+    root, env = fresh_clone
+    port = free_port()
+    log = open(root / "dev.log", "w")
+    proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)],
+                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    query = ("{ workspaceOrError { ... on Workspace { locationEntries { name "
+             "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+    try:
+        def loaded():
+            if proc.poll() is not None:
+                pytest.fail((root / "dev.log").read_text()[-3000:])
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
+                               timeout=5)
+                entries = r.json()["data"]["workspaceOrError"]["locationEntries"]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                return None
+            states = [e["locationOrLoadError"] for e in entries]
+            return states if states and all(states) else None
+
+        states = wait_until(loaded, 180, 1.0, what="the UI to serve the code location")
+        assert [s["__typename"] for s in states] == ["RepositoryLocation"], states
+        page = httpx.get(f"http://127.0.0.1:{port}/assets", timeout=10)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"ATGE_SUITE_JSON": "[{"}, "ATGE_SUITE_JSON"),
+    ({"ATGE_SUITE_JSON": '[{"name": "x", "path": "nope"}]'}, "ATGE_SUITE_JSON"),
+    ({"ATGE_SMOKE_JSON": '[{"name": "health"}]'}, "ATGE_SMOKE_JSON"),
+    ({"ATGE_TRENDS_CRON": "hourly"}, "ATGE_TRENDS_CRON"),
+    ({"ATGE_METRICS_CRON": "* * *"}, "ATGE_METRICS_CRON"),
+    ({"ATGE_MAX_SAMPLES": "5", "ATGE_SAMPLES": "10"}, "ATGE_MAX_SAMPLES"),
+    ({"ATGE_NOTIFY_WEBHOOK_SECRET": "s3cret"}, "ATGE_NOTIFY_WEBHOOK_URL"),
+    ({"ATGE_AB_AUTO_PROMOTE": "sometimes"}, "ATGE_AB_AUTO_PROMOTE"),
+    ({"ATGE_EXPERIMENTS_FILE": "/nonexistent/experiments.json"}, "ATGE_EXPERIMENTS_FILE"),
+])
+def test_every_bad_setting_is_refused_at_load_naming_its_variable(env, variable):
+    from atge_assets.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({"ATGE_HOME": "/x", **env})
+
+
+def test_a_bad_setting_stops_the_code_location_with_one_clear_line(fresh_clone):
+    root, env = fresh_clone
+    out = subprocess.run([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                         cwd=root, env={**env, "ATGE_SUITE_JSON": "[{"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "SettingsError: ATGE_SUITE_JSON: suite JSON is not valid JSON" in out.stdout + out.stderr
+
+
+def test_secrets_are_bound_from_the_environment_never_copied():
+    from atge_assets.definitions import build_definitions
+    from atge_assets.settings import Settings
+
+    env = {"ATGE_HOME": "/x", "ATGE_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/zz",
+           "ATGE_PROMETHEUS_TOKEN": "prom-token-zz", "ATGE_METRICS_URL": "http://127.0.0.1:9",
+           "ATGE_ALLOWED_HOSTS": "127.0.0.1"}
+    settings = Settings.from_env(env)
+    assert "zz" not in repr(settings)
+    res = build_definitions(settings).resources
+    assert "zz" not in repr(res["notifier"]) and "zz" not in repr(res["monitoring"])
+    assert res["notifier"].slack_webhook_url is not None and res["notifier"].webhook_url is None
 
 
 def test_sensor_and_schedule_start_running():
@@ -44,8 +145,8 @@ def test_bad_settings_give_a_clear_error():
     with pytest.raises(SettingsError, match="ATGE_DRY_RUN"):
         Settings.from_env({"ATGE_DRY_RUN": "perhaps"})
     s = Settings.from_env({"ATGE_ALLOWED_HOSTS": "a.example, *.vercel.app", "ATGE_HOME": "/x"})
-    assert s.allowed_hosts == ["a.example", "*.vercel.app"]
-    assert s.history_url == "sqlite:////x/history.sqlite"
+    assert s.shared.allowed_hosts == ("a.example", "*.vercel.app")
+    assert s.shared.history_url == "sqlite:////x/history.sqlite"
 
 
 def test_instance_yaml_switch():

@@ -1,5 +1,4 @@
-"""The A/B tests' history: the plan's results table and the promotions (one row per winner).
-"""
+"""The A/B tests' history: the plan's results table and the promotions (one row per winner)."""
 
 from __future__ import annotations
 

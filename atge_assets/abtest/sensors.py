@@ -3,7 +3,7 @@
 A sensor rather than a schedule: experiments are dynamic partitions, and a schedule cannot add
 partitions (in Dagster 1.13 it returns run requests only), while a sensor adds the new
 experiments and requests their runs in one evaluation. Looks are fixed in data, not in time
-(core/abtest.py), so the interval changes how soon a decision shows, never the decision.
+(abtest/analysis.py), so the interval changes how soon a decision shows, never the decision.
 """
 
 import time

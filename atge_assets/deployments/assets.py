@@ -1,4 +1,9 @@
-"""Per-deployment assets: timings -> baseline -> comparison -> rollback.
+"""Per-deployment assets: timings -> baseline -> comparison -> rollback, with smoke tests beside
+them and the promotion of healthy previews.
+
+Smoke results are non-blocking checks on purpose: a failed blocking check would skip everything
+downstream, the rollback included, and a broken production deployment is exactly when the
+rollback must run; the rollback and promotion assets read the results from the history.
 
 Data moves through the history store (not an IO manager), so every asset can be rerun alone and
 every number stays queryable in SQL after the run.
@@ -13,16 +18,14 @@ import dagster as dg
 from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments import judge as judge_mod
-from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
+from atge_assets.deployments import release, targets
+from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
+from atge_assets.deployments.smoke import DEFAULT_SMOKE, run_smoke, specs_from_json
 from atge_assets.deployments.timing import CANDIDATE, REFERENCE, Sample, measure
-from atge_assets.lib.http import HostNotAllowed, check_url
 from atge_assets.lib.providers.base import (
-    READY,
     Deployment,
-    MalformedPayload,
-    ProviderError,
 )
 from atge_assets.lib.resources import HistoryResource, VercelResource
 from atge_assets.notify.resources import NotifierResource
@@ -35,43 +38,17 @@ def _fmt(x, pattern="{:.1f}") -> str:
 
 
 def _resolve(context, client, allowed: list[str], store, dep_id: str) -> Deployment:
-    """The deployment, READY and on an allowed host, or a Failure that says why."""
     try:
-        dep = client.get_deployment(dep_id)
-    except (ProviderError, MalformedPayload) as exc:
-        raise dg.Failure(f"could not read deployment {dep_id} from the provider: {exc}") from exc
-    store.upsert_deployment(dep)
-    if dep.state != READY:
-        raise dg.Failure(f"deployment {dep_id} is {dep.state}, not READY: nothing to benchmark")
+        return targets.resolve(client, allowed, store, dep_id, context.run_id)
+    except targets.NotBenchmarkable as exc:
+        raise dg.Failure(str(exc)) from exc
+
+
+def _recorded(store, dep_id: str):
     try:
-        check_url(dep.url, allowed)
-    except HostNotAllowed as exc:
-        store.record_decision(dep_id, context.run_id, "refused", f"not benchmarked: {exc}")
-        raise dg.Failure(f"deployment {dep_id} not benchmarked: {exc}") from exc
-    return dep
-
-
-def recorded_deployment(store, dep_id: str):
-    """The deployment as the history knows it, or a Failure saying what to run first."""
-    dep = store.deployment(dep_id)
-    if dep is None:
-        raise dg.Failure(f"deployment {dep_id} is unknown: materialize benchmark_timings first")
-    return dep
-
-
-def _reference_id(client, store, dep: Deployment) -> str | None:
-    """What the candidate is measured against: the live production deployment when it is known
-    good; else the newest known-good production deployment (created before the candidate, when
-    the candidate is itself production). Never a live deployment that failed its own judgement."""
-    live = client.production_deployment_id()
-    if live and live != dep.id:
-        row = store.deployment(live)
-        if row is None or row.verdict in ACCEPTED:  # unknown to us: a fresh install's baseline
-            return live
-    row = store.deployment(dep.id)
-    before = row.created_ms if dep.target == "production" else 2**62
-    good = [g for g in store.known_good_production(before, 2) if g.id != dep.id]
-    return good[0].id if good else None
+        return targets.recorded(store, dep_id)
+    except targets.UnknownDeployment as exc:
+        raise dg.Failure(str(exc)) from exc
 
 
 def _targets(context, vercel: VercelResource, benchmark: BenchmarkResource, store,
@@ -86,7 +63,7 @@ def _targets(context, vercel: VercelResource, benchmark: BenchmarkResource, stor
         allowed = client.allowed_hosts() + list(benchmark.allowed_hosts)
         dep = _resolve(context, client, allowed, store, context.partition_key)
         if reference_id is None and find_reference:
-            reference_id = _reference_id(client, store, dep)
+            reference_id = targets.reference_id(client, store, dep)
         if reference_id is None:
             return dep, None
         try:
@@ -271,7 +248,7 @@ def baseline_comparison(
                     for m, b in base.items()}
     overall = cmp.overall_verdict(rows)
     store.record_comparison(dep_id, context.run_id, rows, overall)
-    alerts = _perf_alerts(suite, dep_id, rows, run_url=notifier.run_url(context.run_id),
+    alerts = release.perf_alerts(suite, dep_id, rows, run_url=notifier.run_url(context.run_id),
                           run_id=context.run_id)
     for event in alerts:
         context.log.warning(event.title)
@@ -307,11 +284,116 @@ def baseline_comparison(
     })
 
 
+SMOKE_NAMES = [s.name for s in DEFAULT_SMOKE]
+
+
 @dg.asset(
     partitions_def=deployments_partitions,
     group_name=GROUP,
-    # smoke_tests lives in the release domain; named by key to keep the import one-way.
-    deps=[baseline_comparison, dg.AssetKey("smoke_tests")],
+    kinds={"python"},
+    check_specs=[dg.AssetCheckSpec(f"smoke_{n}", asset="smoke_tests",
+                                   description=f"the `{n}` endpoint answers, in shape and in time")
+                 for n in SMOKE_NAMES],
+    description="Smoke tests of the deployment's endpoints: status, JSON shape and time. A "
+    "failure on production leads to a rollback; on a preview it blocks promotion.",
+)
+def smoke_tests(
+    context: dg.AssetExecutionContext,
+    vercel: VercelResource,
+    history: HistoryResource,
+    benchmark: BenchmarkResource,
+    policy: ReleasePolicyResource,
+):
+    store = DeploymentHistory(history.engine())
+    specs = specs_from_json(policy.smoke_json) if policy.smoke_json else DEFAULT_SMOKE
+    dep, _ = _targets(context, vercel, benchmark, store, find_reference=False)
+    results = [run_smoke(dep.url, s, scale=benchmark.baseline_scale) for s in specs]
+    store.record_smoke(dep.id, context.run_id, [r.as_dict() for r in results])
+    failed = [r.name for r in results if not r.passed]
+    for r in results:
+        (context.log.info if r.passed else context.log.warning)(
+            f"smoke {r.name}: {'passed' if r.passed else 'FAILED'}: {'; '.join(r.reasons)}")
+    by_name = {r.name: r for r in results}
+    # Checks are declared for the default names; a custom suite reports its own in metadata.
+    for name in SMOKE_NAMES:
+        r = by_name.get(name)
+        yield dg.AssetCheckResult(
+            check_name=f"smoke_{name}", passed=r.passed if r else True,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"status": r.status if r and r.status is not None else -1,
+                      "ms": round(r.ms, 1) if r and r.ms is not None else -1.0,
+                      "limit_ms": round(r.limit_ms, 1) if r else -1.0,
+                      "reasons": "; ".join(r.reasons) if r else "not in the configured suite"})
+    yield dg.MaterializeResult(metadata={
+        "passed": not failed,
+        "failed": ", ".join(failed) or "none",
+        "results": dg.MetadataValue.table(
+            [dg.TableRecord({"name": r.name, "passed": r.passed, "status": r.status,
+                             "ms": r.ms, "limit_ms": r.limit_ms, "reasons": "; ".join(r.reasons)})
+             for r in results],
+            schema=dg.TableSchema(columns=[
+                dg.TableColumn("name", "string"), dg.TableColumn("passed", "bool"),
+                dg.TableColumn("status", "int"), dg.TableColumn("ms", "float"),
+                dg.TableColumn("limit_ms", "float"), dg.TableColumn("reasons", "string")])),
+    })
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    deps=[baseline_comparison, smoke_tests],
+    kinds={"python"},
+    description="Promotes a preview to production when its smoke tests pass and it is no slower "
+    "than production. With auto-promotion off, the run records the verdict and a person promotes "
+    "by materializing this asset for the deployment.",
+)
+def promotion(
+    context: dg.AssetExecutionContext,
+    vercel: VercelResource,
+    history: HistoryResource,
+    policy: ReleasePolicyResource,
+    notifier: NotifierResource,
+) -> dg.MaterializeResult:
+    dep_id = context.partition_key
+    store = DeploymentHistory(history.engine())
+    dep = _recorded(store, dep_id)
+    smoke = store.latest_smoke(dep_id)
+    failed = sorted(n for n, r in smoke.items() if not r["passed"])
+    # A run the sensor launched is automatic; one a person launched from the UI is an approval.
+    manual = "dagster/sensor_name" not in context.run.tags
+    existing = store.promotion_for(dep_id)
+    decision, reason = release.promotion_decision(dep, smoke, existing,
+                                                  auto_promote=policy.auto_promote, manual=manual)
+    if decision == release.PROMOTE:
+        if existing is None and store.claim_promotion(dep_id, context.run_id) is not None:
+            decision, reason = "skipped", "another run claimed this promotion first"
+        else:
+            with vercel.client() as client:
+                client.promote(dep_id)  # raises after retries: the claim stays pending for a retry
+            store.finish_promotion(dep_id)
+            decision = "promoted"
+    if dep.target != "production":  # production deployments are the rollback's business
+        store.record_decision(dep_id, context.run_id, decision if decision == "promoted"
+                              else f"promotion_{decision}", reason)
+    context.log.info(f"{dep_id}: promotion {decision}: {reason}")
+    deliveries = []
+    if decision == "promoted":
+        event = notify.promotion_event(dep_id, reason, run_url=notifier.run_url(context.run_id),
+                                       run_id=context.run_id, deployment_url=dep.url)
+        deliveries = [str(d) for d in notifier.send(event, store.engine)]
+        for d in deliveries:
+            context.log.info(f"notification: {d}")
+    return dg.MaterializeResult(metadata={
+        "decision": decision, "reason": reason, "verdict": dep.verdict or "",
+        "smoke_failed": ", ".join(failed) or "none", "auto_promote": policy.auto_promote,
+        "notifications": dg.MetadataValue.md("\n".join(f"- {d}" for d in deliveries) or "none"),
+    })
+
+
+@dg.asset(
+    partitions_def=deployments_partitions,
+    group_name=GROUP,
+    deps=[baseline_comparison, smoke_tests],
     kinds={"python"},
     description="Rolls the project back to the last known-good production deployment when this "
     "one is live and regressed or failed its smoke tests. At most once per deployment; every "
@@ -327,7 +409,7 @@ def rollback(
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = DeploymentHistory(history.engine())
-    dep = recorded_deployment(store, dep_id)
+    dep = _recorded(store, dep_id)
     good = store.known_good_production(dep.created_ms, 1)
     with vercel.client() as client:
         production = client.production_deployment_id()
@@ -363,8 +445,9 @@ def rollback(
     store.record_decision(dep_id, context.run_id, action, plan.reason, plan.rollback_to)
     context.log.info(f"{dep_id}: {action}: {plan.reason}")
     # Announced after the decision is recorded: a failing channel cannot block or undo it.
-    events = _release_events(store, dep, action, plan, context.run_id, notifier,
-                             benchmark.suite(), good[0].id if good else None)
+    events = release.release_events(store, dep, action, plan.rollback_to, plan.reason,
+                                    benchmark.suite(), good[0].id if good else None,
+                                    run_url=notifier.run_url(context.run_id), run_id=context.run_id)
     deliveries = [str(d) for e in events for d in notifier.send(e, store.engine)]
     for d in deliveries:
         context.log.info(f"notification: {d}")
@@ -379,49 +462,10 @@ def rollback(
     })
 
 
-def _perf_alerts(suite, dep_id: str, rows, **event_fields) -> list[notify.Event]:
-    """The plan's quick win: a metric above its absolute limit (e.g. end-to-end over 30 s, scaled
-    like the static baselines) alerts whatever the comparison says. The same rows give the same
-    alerts, which is how a later run finds the ones to resolve."""
-    limits = {m.name: suite.static_baseline_ms(m.name) * (1 + m.threshold) for m in suite.metrics}
-    return notify.perf_alert_events(
-        dep_id, [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
-                  "verdict": r["verdict"]} for r in rows], limits, **event_fields)
-
-
-def _release_events(store, dep, action: str, plan, run_id: str, notifier: NotifierResource,
-                    suite, replaced_id: str | None) -> list[notify.Event]:
-    """A rollback pages; a healthy live deployment after a rollback resolves that page.
-
-    Over-the-limit alerts are about a live deployment, so they resolve when it stops being live:
-    rolled back, or replaced by a production deployment that is kept with no alert of its own.
-    """
-    metrics = store.latest_comparison_rows(dep.id)
-    run_url = notifier.run_url(run_id)
-    ids = dict(run_url=run_url, run_id=run_id)
-    if action == "rolled_back":
-        gone = f"{dep.id} was rolled back to {plan.rollback_to}"
-        return [notify.rollback_event(dep.id, plan.rollback_to, plan.reason, metrics=metrics,
-                                      deployment_url=dep.url, **ids)] + [
-            notify.recovery_event(a, gone, **ids) for a in _perf_alerts(suite, dep.id, metrics)]
-    events = []
-    if action == "kept" and dep.target == "production":
-        last = store.last_decision("rolled_back")
-        if last:
-            incident = notify.rollback_event(last["deployment_id"], last["rollback_to"] or "")
-            events.append(notify.recovery_event(incident, f"{dep.id} is live and healthy", **ids))
-        if replaced_id and not _perf_alerts(suite, dep.id, metrics):
-            events += [notify.recovery_event(a, f"{dep.id} replaced it and is within its limits",
-                                             **ids)
-                       for a in _perf_alerts(suite, replaced_id,
-                                             store.latest_comparison_rows(replaced_id))]
-    return events
-
-
 benchmark_job = dg.define_asset_job(
     "benchmark_deployment",
-    selection=dg.AssetSelection.assets(benchmark_timings, baseline, baseline_comparison, rollback)
-    | dg.AssetSelection.keys("smoke_tests", "promotion"),
+    selection=dg.AssetSelection.assets(benchmark_timings, baseline, baseline_comparison, rollback,
+                                       smoke_tests, promotion),
     partitions_def=deployments_partitions,
     # The steps run one after another anyway; one process saves a Python start-up per step.
     executor_def=dg.in_process_executor,

@@ -19,12 +19,10 @@ rows atomically. The sensor reads `pending(limit)`, requests runs keyed by deplo
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import socket
 import threading
@@ -352,33 +350,3 @@ class _Handler(BaseHTTPRequestHandler):
 
 def serve(host: str, port: int, queue_url: str, secret: str | Sequence[str], **kw) -> IntakeServer:
     return IntakeServer((host, port), IntakeQueue(queue_url), secret, **kw)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m atge_assets.deployments.webhook_intake`: the secret comes from the environment only."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8788)
-    p.add_argument("--queue-url", default=os.environ.get("ATGE_HISTORY_URL"),
-                   help="SQLAlchemy URL of the queue (default: $ATGE_HISTORY_URL)")
-    p.add_argument("--path", default=DEFAULT_PATH)
-    p.add_argument("--project-id", default=os.environ.get("VERCEL_PROJECT_ID"))
-    args = p.parse_args(argv)
-    secret = os.environ.get("ATGE_VERCEL_WEBHOOK_SECRET", "")
-    if not args.queue_url:
-        p.error("--queue-url or ATGE_HISTORY_URL is required")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = serve(args.host, args.port, args.queue_url, secret, path=args.path,
-                   project_id=args.project_id)
-    log.info("Vercel webhook intake on %s", server.url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        server.queue.dispose()
-
-
-if __name__ == "__main__":
-    main()

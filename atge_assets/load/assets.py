@@ -22,16 +22,16 @@ from typing import Callable
 
 import dagster as dg
 
-from atge_assets.deployments.assets import _resolve
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.resources import BenchmarkResource
+from atge_assets.deployments.targets import NotBenchmarkable, resolve
 from atge_assets.lib.resources import HistoryResource, VercelResource
 from atge_assets.load.capacity import CapacityReport, Thresholds, capacity_report
 from atge_assets.load.engine import run_stage
 from atge_assets.load.history import LoadHistory
-from atge_assets.load.resources import MAX_SHARDS, LoadTestResource
-from atge_assets.load.spec import LoadResult, merge
+from atge_assets.load.resources import LoadTestResource
+from atge_assets.load.spec import MAX_SHARDS, LoadResult, merge
 
 GROUP = "load"
 ASSET = dg.AssetKey("load_test")
@@ -98,7 +98,10 @@ def plan_load_test(context: dg.OpExecutionContext, vercel: VercelResource,
     store = DeploymentHistory(history.engine())
     with vercel.client() as client:
         allowed = client.allowed_hosts() + list(load.allowed_hosts)
-        dep = _resolve(context, client, allowed, store, context.partition_key)
+        try:
+            dep = resolve(client, allowed, store, context.partition_key, context.run_id)
+        except NotBenchmarkable as exc:
+            raise dg.Failure(str(exc)) from exc
     try:
         specs = load.stage_specs(dep.url.rstrip("/") + load.path)
     except ValueError as exc:

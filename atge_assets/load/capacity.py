@@ -55,6 +55,25 @@ class Thresholds:
         return out
 
 
+def plan_thresholds(limits: Thresholds, latency_scale: float, *, think_s: float,
+                    ramp_up_s: float, stage_s: float) -> Thresholds:
+    """The plan's limits, time limits scaled like the benchmark's static baselines.
+
+    The plan also asks for throughput of at least 0.8 req/s per user. A closed user sends one
+    request per answer and think time (Little's law: X = N / (R + Z)), so at the plan's own 30 s
+    average a user cannot exceed 1/30 req/s and the rule as written fails every healthy stage.
+    Here the floor is `min_rate_ratio` of what the users send when every answer takes the allowed
+    average: ratio x N / (max_avg + mean think time), discounted for users still ramping up. That
+    is the plan's rule exactly when the allowed average plus think time is 1 s, and it scales
+    with the sandbox's latencies like the time limits do.
+    """
+    t = limits.scaled(latency_scale)
+    cycle_s = t.max_avg_ms / 1000.0 + think_s
+    # Users start evenly over the ramp-up, so on average they are busy this share of a stage.
+    active = 1.0 - min(ramp_up_s, stage_s) / (2 * stage_s)
+    return replace(t, min_rps_per_user=limits.min_rate_ratio * active / cycle_s)
+
+
 @dataclass(frozen=True)
 class CapacityReport:
     stages: list[dict]

@@ -1,5 +1,4 @@
-"""`atge loadtest`: one stage against a URL, closed (--users) or open (--rate) model.
-"""
+"""`atge loadtest`: one stage against a URL, closed (--users) or open (--rate) model."""
 
 from __future__ import annotations
 

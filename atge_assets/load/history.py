@@ -1,5 +1,4 @@
-"""The load tests' history: one row per stage with its encoded histogram.
-"""
+"""The load tests' history: one row per stage with its encoded histogram."""
 
 from __future__ import annotations
 

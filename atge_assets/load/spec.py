@@ -19,6 +19,7 @@ MAX_USERS = 10_000
 MAX_RATE = 100_000.0
 MAX_DURATION_S = 3_600.0
 MAX_REQUESTS = 50_000_000
+MAX_SHARDS = 32  # executor steps one stage is split over
 DEFAULT_STAGES = (100, 500, 1000)
 
 

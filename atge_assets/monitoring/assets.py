@@ -1,20 +1,20 @@
 """Predictive monitoring: the metrics intake, a forecast per metric with its chart, and the record
 of self-healing actions (reported by `self_healing_sensor`, see sensors.py)."""
 
-import io
 import time
 from datetime import datetime, timezone
 
 import dagster as dg
 
+from atge_assets.lib.charts import png_markdown
 from atge_assets.lib.http import HostNotAllowed
 from atge_assets.lib.resources import HistoryResource
 from atge_assets.monitoring import actions as act
-from atge_assets.monitoring.forecast import Forecast, forecast
+from atge_assets.monitoring.charts import forecast_chart_png
+from atge_assets.monitoring.forecast import forecast
 from atge_assets.monitoring.history import MonitoringHistory
 from atge_assets.monitoring.metrics_source import MetricsSourceError
 from atge_assets.monitoring.resources import MonitoringResource
-from atge_assets.trends.aggregates import png_markdown
 
 
 class MonitorConfig(dg.Config):
@@ -94,48 +94,6 @@ def system_metrics(context: dg.AssetExecutionContext, config: MonitorConfig,
                                       or "none"),
         "now": dg.MetadataValue.timestamp(now),
     })
-
-
-def forecast_chart_png(metric: str, unit: str, ts: list[float], values: list[float],
-                       f: Forecast, now: float) -> bytes:
-    """The window's samples, the forecast level with its interval to the horizon, the threshold
-    and the expected crossing: what the sensor acts on, at a glance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.4), dpi=70)
-    try:
-        ax.plot([(t - now) / 60 for t in ts], values, ".", ms=3, color="0.45", label="samples")
-        h = f.horizon_minutes
-        if f.level is not None and f.forecast is not None:
-            ax.plot([0, h], [f.level, f.forecast], color="C0", label=f"forecast ({f.method})")
-            ax.fill_between([0, h], [f.level, f.interval_low], [f.level, f.interval_high],
-                            color="C0", alpha=0.2, label=f"{f.confidence:.0%} interval")
-        ax.axhline(f.threshold, color="red", ls="--", lw=1, label="threshold")
-        if f.minutes_to_threshold is not None and f.minutes_to_threshold <= h:
-            ax.axvline(f.minutes_to_threshold, color="orange", ls=":", lw=1.5,
-                       label=f"crossing in {f.minutes_to_threshold:.0f} min")
-        ax.axvline(0, color="black", lw=0.5)
-        ax.set_title(f"{metric}: {f.status}", fontsize=10)
-        ax.set_xlabel("minutes from now", fontsize=8)
-        ax.set_ylabel(unit, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc="upper left")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    # A chart per metric every minute goes into the event log: 32 colours make it a quarter of
-    # the size (~4 KB) and look the same. Pillow comes with matplotlib.
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(colors=32).save(
-        out, format="PNG", optimize=True)
-    return out.getvalue()
 
 
 FORECAST_COLUMNS = ["metric", "status", "alert", "method", "level", "slope_per_minute",

@@ -1,5 +1,4 @@
-"""The monitoring history: system metric samples and every self-healing decision.
-"""
+"""The monitoring history: system metric samples and every self-healing decision."""
 
 from __future__ import annotations
 

@@ -3,15 +3,8 @@ what may be done about it, and who does it."""
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
-from typing import Mapping
-from urllib.parse import urlsplit
-
 import dagster as dg
 
-from atge_assets.lib.http import HostNotAllowed, check_url
 from atge_assets.monitoring import actions as act
 from atge_assets.monitoring.forecast import ABOVE, BELOW
 from atge_assets.monitoring.metrics_source import (
@@ -24,7 +17,6 @@ from atge_assets.monitoring.metrics_source import (
     PrometheusSource,
     default_queries,
 )
-from atge_assets.settings import SettingsError, _bool, _num
 
 
 class MonitoringResource(dg.ConfigurableResource):
@@ -125,90 +117,3 @@ class MonitoringResource(dg.ConfigurableResource):
 
     def action_params(self) -> dict[str, dict]:
         return {act.SCALE: {"factor": self.scale_factor, "max_replicas": self.max_replicas}}
-
-
-# -- from the environment ----------------------------------------------------------------------
-
-
-def _json_map(env: Mapping[str, str], name: str, value_ok, what: str) -> dict:
-    raw = env.get(name)
-    if not raw:
-        return {}
-    try:
-        out = json.loads(raw)
-    except ValueError:
-        raise SettingsError(f"{name} is not valid JSON") from None
-    if not isinstance(out, dict) or not all(isinstance(k, str) and value_ok(v)
-                                            for k, v in out.items()):
-        raise SettingsError(f"{name} must be a JSON object of {what}")
-    return out
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-
-
-@dataclass(frozen=True)
-class MonitoringSettings:
-    resource: MonitoringResource
-    cron: str
-    sensor_interval_s: int
-    # The intake schedule starts RUNNING only when there is a source to read; without one it
-    # would fail every minute.
-    source_configured: bool
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, allowed_hosts=(),
-                 dry_run: bool = False) -> "MonitoringSettings":
-        """Reads (all optional):
-        ATGE_METRICS_SOURCE (prometheus | json), ATGE_METRICS_URL (default under `atge up`: the
-        sandbox, `ATGE_SANDBOX_URL`), ATGE_METRICS_TARGET (production), ATGE_METRICS_QUERIES_JSON
-        ({metric: PromQL}), ATGE_PROMETHEUS_TOKEN (as a dg.EnvVar), ATGE_METRICS_THRESHOLDS_JSON,
-        ATGE_METRICS_DIRECTIONS_JSON, ATGE_FORECAST_HORIZON_MIN (30), ATGE_METRICS_CRON
-        (every minute), ATGE_HEALING_URL (the acting provider; default the sandbox),
-        ATGE_HEALING_ACTIONS_JSON ({metric: [actions]}), ATGE_HEALING_COOLDOWNS_JSON,
-        ATGE_HEALING_CAPS_JSON, ATGE_HEALING_DRY_RUN (default ATGE_DRY_RUN),
-        ATGE_HEALING_INTERVAL_S (30), ATGE_METRICS_CHARTS (true). Hosts: ATGE_ALLOWED_HOSTS plus
-        the sandbox's.
-        """
-        env = os.environ if env is None else env
-        sandbox = (env.get("ATGE_SANDBOX_URL") or "").rstrip("/")
-        hosts = list(allowed_hosts) + ([urlsplit(sandbox).hostname] if sandbox else [])
-        source = (env.get("ATGE_METRICS_SOURCE") or PROMETHEUS).strip().lower()
-        if source not in (PROMETHEUS, JSON):
-            raise SettingsError(f"ATGE_METRICS_SOURCE={source!r} must be prometheus or json")
-        url = env.get("ATGE_METRICS_URL") or (
-            (sandbox + "/_sandbox/metrics" if source == JSON else sandbox) if sandbox else None)
-        actions_url = env.get("ATGE_HEALING_URL") or sandbox or None
-        for name, u in (("ATGE_METRICS_URL", url), ("ATGE_HEALING_URL", actions_url)):
-            if u:
-                try:
-                    check_url(u, hosts)
-                except HostNotAllowed as exc:
-                    raise SettingsError(f"{name}: {exc}; add the host to ATGE_ALLOWED_HOSTS") \
-                        from None
-        directions = _json_map(env, "ATGE_METRICS_DIRECTIONS_JSON",
-                               lambda v: v in (ABOVE, BELOW), '"above" or "below"')
-        acts = _json_map(env, "ATGE_HEALING_ACTIONS_JSON",
-                         lambda v: isinstance(v, list) and all(a in act.ACTIONS for a in v),
-                         f"lists of actions from {list(act.ACTIONS)}")
-        resource = MonitoringResource(
-            source=source, url=url, target=env.get("ATGE_METRICS_TARGET") or "production",
-            queries=_json_map(env, "ATGE_METRICS_QUERIES_JSON",
-                              lambda v: isinstance(v, str) and v.strip(), "PromQL strings"),
-            token=dg.EnvVar("ATGE_PROMETHEUS_TOKEN") if env.get("ATGE_PROMETHEUS_TOKEN") else None,
-            allowed_hosts=hosts,
-            thresholds=_json_map(env, "ATGE_METRICS_THRESHOLDS_JSON",
-                                 lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-                                 "numbers"),
-            directions=directions,
-            horizon_s=60.0 * _num(env, "ATGE_FORECAST_HORIZON_MIN", 30.0, float, 1.0, 7 * 1440.0),
-            actions=acts, actions_url=actions_url,
-            cooldowns_s=_json_map(env, "ATGE_HEALING_COOLDOWNS_JSON", _is_num, "seconds >= 0"),
-            caps_per_hour=_json_map(env, "ATGE_HEALING_CAPS_JSON",
-                                    lambda v: _is_num(v) and v == int(v), "integers >= 0"),
-            dry_run=_bool(env, "ATGE_HEALING_DRY_RUN", dry_run),
-            charts=_bool(env, "ATGE_METRICS_CHARTS", True),
-        )
-        return cls(resource, env.get("ATGE_METRICS_CRON") or "* * * * *",
-                   _num(env, "ATGE_HEALING_INTERVAL_S", 30, int, 1, 3600), bool(url))

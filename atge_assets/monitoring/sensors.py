@@ -2,22 +2,18 @@
 
 Each materialization of `metric_forecasts` is one evaluation. A metric must alert (breach
 expected within the horizon with a significant trend, or already past its threshold) on
-`consecutive` evaluations in a row, as a Prometheus rule with `for:`, before its actions go to the
-policy (core/actions.py: cooldown, cap per hour, dry run) and then to the acting provider or the
-notifiers. A single noisy point cannot get that far: the forecaster ignores it, and a second
-evaluation would have to agree.
-
-Cursor (small JSON): `after` = the last forecast materialization evaluated, `streaks` = per
-"target/metric", how many evaluations in a row have alerted (zeros dropped).
+`consecutive` evaluations in a row (streaks.py) before its actions go to the policy (actions.py:
+cooldown, cap per hour, dry run) and then to the acting provider or the notifiers. A single noisy
+point cannot get that far: the forecaster ignores it, and a second evaluation would have to agree.
 """
 
-import json
 import time
 
 import dagster as dg
 
 from atge_assets.lib.resources import HistoryResource
 from atge_assets.monitoring import actions as act
+from atge_assets.monitoring import streaks as streaks_mod
 from atge_assets.monitoring.assets import (
     healing_actions,
     healing_metadata,
@@ -32,19 +28,6 @@ BATCH = 50
 
 NO_PROVIDER = ("no acting provider: Vercel has no API to scale, restart or clear the cache of a "
                "deployment; set ATGE_HEALING_URL to one that has (the sandbox under `atge up`)")
-
-
-def parse_cursor(raw: str | None) -> tuple[int | None, dict[str, int]]:
-    if not raw:
-        return None, {}
-    try:
-        c = json.loads(raw)
-        after = c.get("after")
-        streaks = {str(k): int(v) for k, v in (c.get("streaks") or {}).items()}
-        return (int(after) if after is not None else None), streaks
-    except (ValueError, TypeError, AttributeError):
-        # An unreadable cursor must not wedge the sensor: start over from the newest forecasts.
-        return None, {}
 
 
 def _forecasts(record) -> dict | None:
@@ -68,7 +51,7 @@ def build_self_healing_sensor(interval_s: int = 30):
     )
     def self_healing_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringResource,
                             history: HistoryResource, notifier: NotifierResource):
-        after, streaks = parse_cursor(context.cursor)
+        after, streaks = streaks_mod.parse_cursor(context.cursor)
         # Newest first, then put in order: a sensor far behind (or new) starts near the present.
         records = list(reversed(context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=metric_forecasts.key, after_storage_id=after),
@@ -82,12 +65,9 @@ def build_self_healing_sensor(interval_s: int = 30):
                 context.log.warning(f"forecast materialization {rec.storage_id} has no readable "
                                     "'forecasts' metadata; skipped")
                 continue
-            for metric, f in payload["metrics"].items():
-                key = f"{payload.get('target')}/{metric}"
-                streaks[key] = min(streaks.get(key, 0) + 1, 1000) if f.get("alert") else 0
+            streaks_mod.count(streaks, payload)
             latest = (rec, payload)
-        cursor = json.dumps({"after": records[-1].storage_id,
-                             "streaks": {k: v for k, v in streaks.items() if v}})
+        cursor = streaks_mod.cursor(records[-1].storage_id, streaks)
         if latest is None:
             return dg.SensorResult(cursor=cursor, skip_reason="no readable forecasts")
         rec, payload = latest
@@ -96,15 +76,9 @@ def build_self_healing_sensor(interval_s: int = 30):
             return dg.SensorResult(cursor=cursor, skip_reason=(
                 f"the newest forecast is {now - payload['now']:.0f} s old (more than "
                 f"{monitoring.max_forecast_age_s:g}): not acting on a stale picture"))
-        alerting = {m: f for m, f in payload["metrics"].items() if f.get("alert")}
-        due = {m: f for m, f in alerting.items()
-               if streaks.get(f"{target}/{m}", 0) >= monitoring.consecutive}
+        due, why_not = streaks_mod.due(payload, streaks, monitoring.consecutive)
         if not due:
-            waiting = ", ".join(f"{m} {streaks.get(f'{target}/{m}', 0)}/{monitoring.consecutive}"
-                                for m in alerting)
-            return dg.SensorResult(cursor=cursor, skip_reason=(
-                f"alerting, not yet on {monitoring.consecutive} forecasts in a row: {waiting}"
-                if waiting else "no metric is forecast to cross its threshold"))
+            return dg.SensorResult(cursor=cursor, skip_reason=why_not)
 
         store = MonitoringHistory(history.engine())
         client = monitoring.actions_client()

@@ -39,18 +39,3 @@ class NotifierResource(dg.ConfigurableResource):
             secrets = [v for v in channels.values() if v]
             return [notify.DeliveryResult(channel="config", event_key=event.idempotency_key,
                                           status=notify.FAILED, detail=redact(str(exc), secrets))]
-
-
-def notifier_from_env(env: dict) -> NotifierResource:
-    """Bind each channel only when its variable is set (EnvVar fails on a missing variable)."""
-    def ev(name):
-        return dg.EnvVar(name) if env.get(name) else None
-
-    return NotifierResource(
-        slack_webhook_url=ev("ATGE_SLACK_WEBHOOK_URL"),
-        pagerduty_routing_key=ev("ATGE_PAGERDUTY_ROUTING_KEY"),
-        pagerduty_events_url=env.get("ATGE_PAGERDUTY_EVENTS_URL") or None,
-        webhook_url=ev("ATGE_NOTIFY_WEBHOOK_URL"),
-        webhook_secret=ev("ATGE_NOTIFY_WEBHOOK_SECRET"),
-        dagster_url=env.get("ATGE_DAGSTER_URL") or "http://127.0.0.1:3000",
-    )

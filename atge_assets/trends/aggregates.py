@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Sequence
 
 import pandas as pd
+
+from atge_assets.lib.charts import figure, to_png
 
 AGGS = ["count", "mean", "p50", "p95", "min", "max"]
 
@@ -74,14 +74,8 @@ def alerts(points: Sequence[dict], thresholds: dict[str, float], default: float 
 
 def chart_png(per_deployment: pd.DataFrame, metric: str, marks: Sequence[int] = ()) -> bytes:
     """p50 with the p95 band over deployments; regressions marked, so a trend is seen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     d = per_deployment[per_deployment["metric"] == metric].reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(6, 2.4), dpi=80)
-    try:
+    with figure() as (fig, ax):
         x = range(len(d))
         ax.fill_between(x, d["p50"], d["p95"], alpha=0.25, label="p50-p95")
         ax.plot(x, d["p50"], marker="o", ms=3, label="p50")
@@ -94,13 +88,4 @@ def chart_png(per_deployment: pd.DataFrame, metric: str, marks: Sequence[int] = 
         ax.set_ylabel("ms", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
-
-
-def png_markdown(png: bytes, alt: str) -> str:
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+        return to_png(fig)

@@ -4,9 +4,9 @@
 import dagster as dg
 import pandas as pd
 
-from atge_assets.deployments.assets import benchmark_timings
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.deployments.resources import BenchmarkResource
+from atge_assets.lib.charts import png_markdown
 from atge_assets.lib.resources import HistoryResource
 from atge_assets.trends import aggregates as trends
 
@@ -24,7 +24,8 @@ def _table(df, columns: list[str]) -> dg.TableMetadataValue:
 
 @dg.asset(
     group_name="trends",
-    deps=[benchmark_timings],
+    # By key: importing the asset would make this module define it a second time.
+    deps=[dg.AssetKey("benchmark_timings")],
     kinds={"python", "pandas"},
     check_specs=[dg.AssetCheckSpec(
         "change_point_alert", asset="performance_trends",
@@ -48,7 +49,7 @@ def performance_trends(
     for p in points:
         context.log.info(f"change point in {p['metric']} at {p['deployment_id']}: {p['kind']} "
                          f"{p['change_pct']:+.1f}% (p={p['p_value']:.2g})")
-    charts = [trends.png_markdown(trends.chart_png(
+    charts = [png_markdown(trends.chart_png(
         per_dep, m, [p["index"] for p in points if p["metric"] == m]), m) for m in metrics]
     cols = ["count", "mean", "p50", "p95", "min", "max", "change_pct"]
     cp_frame = pd.DataFrame(points, columns=["metric", "deployment_id", "kind", "before_ms",

@@ -1,13 +1,14 @@
 import dagster as dg
 
-from atge_assets.deployments.assets import (
+from atge_assets.deployments.assets import (  # noqa: E402
     baseline,
     baseline_comparison,
     benchmark_timings,
+    promotion,
     rollback,
+    smoke_tests,
 )
 from atge_assets.deployments.partitions import deployments_partitions
-from atge_assets.deployments.release_assets import promotion, smoke_tests  # noqa: E402
 from atge_assets.deployments.sensors import build_deployment_sensor
 
 GRAPH = [benchmark_timings, baseline, baseline_comparison, smoke_tests, rollback, promotion]

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import pytest
 
-from atge_assets.deployments.release_assets import promotion
+from atge_assets.deployments.assets import promotion
 from atge_assets.deployments.resources import ReleasePolicyResource
 from atge_assets.notify.resources import NotifierResource
 from atge_assets_tests.conftest import json_receiver

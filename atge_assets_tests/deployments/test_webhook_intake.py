@@ -205,3 +205,42 @@ def test_prune_forgets_old_acked_entries_only(intake):
     intake.queue.ack([a])
     assert intake.queue.prune(older_than_s=-1) == 1
     assert [e.deployment_id for e in intake.queue.pending()] == ["dpl_b"]
+
+
+def test_atge_webhook_intake_runs_alone_with_its_secret_and_queue_from_the_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from atge_assets.harness.stack import free_port, wait_until
+
+    port, url = free_port(), f"sqlite:///{tmp_path / 'queue.sqlite'}"
+    env = dict(os.environ, ATGE_VERCEL_WEBHOOK_SECRET=SECRET, ATGE_HISTORY_URL=url)
+    proc = subprocess.Popen([sys.executable, "-m", "atge_assets.cli", "webhook-intake",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return httpx.get(base + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return proc.poll() is not None and pytest.fail(proc.stderr.read())
+
+        wait_until(up, 60, what="the intake to answer")
+        raw = _event("dpl_fromenv")
+        assert httpx.post(base + wi.DEFAULT_PATH, content=raw, headers=_headers(raw),
+                          timeout=5).status_code == 202
+        bad = httpx.post(base + wi.DEFAULT_PATH, content=raw, headers=_headers(raw, "wrong"),
+                         timeout=5)
+        assert bad.status_code == 403
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert SECRET.encode() not in cmdline and url.encode() not in cmdline
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    queue = wi.IntakeQueue(url)
+    assert [e.deployment_id for e in queue.pending(10)] == ["dpl_fromenv"]
+    queue.dispose()

@@ -13,6 +13,7 @@ from atge_assets.deployments.resources import BenchmarkResource
 from atge_assets.lib.resources import HistoryResource, VercelResource
 from atge_assets.load.assets import load_test, load_test_job
 from atge_assets.load.capacity import Thresholds
+from atge_assets.load.definitions import load_resource
 from atge_assets.load.histogram import LatencyHistogram
 from atge_assets.load.history import LoadHistory
 from atge_assets.load.resources import LoadTestResource
@@ -268,18 +269,20 @@ def test_thresholds_are_the_plans_scaled_and_the_throughput_rule_is_littles_law(
 
 
 def test_settings_from_env_name_the_variable():
-    s = Settings.from_env({"ATGE_ALLOWED_HOSTS": "a.example", "ATGE_HOME": "/x"})
-    r = LoadTestResource.from_env(s, {"ATGE_LOAD_STAGES": "10, 50", "ATGE_LOAD_SHARDS": "2",
-                                      "ATGE_LOAD_TRIGGER": "after_benchmark"})
+    env = {"ATGE_ALLOWED_HOSTS": "a.example", "ATGE_HOME": "/x"}
+    r = load_resource(Settings.from_env({**env, "ATGE_LOAD_STAGES": "10, 50",
+                                         "ATGE_LOAD_SHARDS": "2",
+                                         "ATGE_LOAD_TRIGGER": "after_benchmark"}))
     assert (r.stages, r.shards, r.trigger, r.allowed_hosts) == (
         [10, 50], 2, "after_benchmark", ["a.example"])
-    assert LoadTestResource.from_env(s, {}).stages == [100, 500, 1000]
-    for env, name in (({"ATGE_LOAD_STAGES": "many"}, "ATGE_LOAD_STAGES"),
+    assert load_resource(Settings.from_env(env)).stages == [100, 500, 1000]
+    for bad, name in (({"ATGE_LOAD_STAGES": "many"}, "ATGE_LOAD_STAGES"),
                       ({"ATGE_LOAD_TRIGGER": "often"}, "ATGE_LOAD_TRIGGER"),
                       ({"ATGE_LOAD_SHARDS": "0"}, "ATGE_LOAD_SHARDS"),
-                      ({"ATGE_LOAD_BODY": "{"}, "ATGE_LOAD_BODY")):
+                      ({"ATGE_LOAD_BODY": "{"}, "ATGE_LOAD_BODY"),
+                      ({"ATGE_LOAD_CRON": "at three"}, "ATGE_LOAD_CRON")):
         with pytest.raises(SettingsError, match=name):
-            LoadTestResource.from_env(s, env)
+            Settings.from_env({**env, **bad})
 
 
 def test_the_pieces_load_beside_the_code_location():

@@ -11,15 +11,12 @@ import pytest
 
 from atge_assets.monitoring import actions as act
 from atge_assets.monitoring.assets import monitoring_job
-from atge_assets.monitoring.resources import MonitoringSettings
+from atge_assets.monitoring.definitions import monitoring_resource
 from atge_assets.monitoring.schedules import build_monitoring_schedule
-from atge_assets.monitoring.sensors import (
-    NO_PROVIDER,
-    build_self_healing_sensor,
-    parse_cursor,
-)
+from atge_assets.monitoring.sensors import NO_PROVIDER, build_self_healing_sensor
+from atge_assets.monitoring.streaks import parse_cursor
 from atge_assets.notify.resources import NotifierResource
-from atge_assets.settings import SettingsError
+from atge_assets.settings import Settings, SettingsError
 from atge_assets_tests.monitoring.helpers import (
     T,
     evaluate,
@@ -286,21 +283,21 @@ def test_schedule_runs_one_intake_at_a_time(instance):
 
 def test_sensor_starts_running_and_settings_come_from_the_env():
     assert build_self_healing_sensor().default_status == dg.DefaultSensorStatus.RUNNING
-    m = MonitoringSettings.from_env({"ATGE_SANDBOX_URL": "http://127.0.0.1:8787",
-                                     "ATGE_DRY_RUN": "true",
-                                     "ATGE_METRICS_THRESHOLDS_JSON": '{"cpu": 75}',
-                                     "ATGE_HEALING_ACTIONS_JSON": '{"cpu": ["scale", "alert"]}'},
-                                    dry_run=False)
-    r = m.resource
+    settings = Settings.from_env({"ATGE_SANDBOX_URL": "http://127.0.0.1:8787",
+                                  "ATGE_DRY_RUN": "true",
+                                  "ATGE_METRICS_THRESHOLDS_JSON": '{"cpu": 75}',
+                                  "ATGE_HEALING_ACTIONS_JSON": '{"cpu": ["scale", "alert"]}'})
+    m, r = settings.monitoring, monitoring_resource(settings)
     assert (r.url, r.actions_url, r.allowed_hosts) == ("http://127.0.0.1:8787",
                                                        "http://127.0.0.1:8787", ["127.0.0.1"])
     assert r.threshold_map()["cpu"] == 75 and r.threshold_map()["memory"] == 85
     assert r.actions_for("cpu") == ["scale", "alert"] and r.actions_for("memory") == ["restart"]
+    assert r.dry_run and r.token is None  # ATGE_HEALING_DRY_RUN follows ATGE_DRY_RUN
     assert m.source_configured and m.cron == "* * * * *" and m.sensor_interval_s == 30
-    assert not MonitoringSettings.from_env({}).source_configured
+    assert not Settings.from_env({}).monitoring.source_configured
     with pytest.raises(SettingsError, match="ATGE_METRICS_URL: host 'prom.example'"):
-        MonitoringSettings.from_env({"ATGE_METRICS_URL": "http://prom.example:9090"})
+        Settings.from_env({"ATGE_METRICS_URL": "http://prom.example:9090"})
     with pytest.raises(SettingsError, match="ATGE_HEALING_ACTIONS_JSON must be a JSON object"):
-        MonitoringSettings.from_env({"ATGE_HEALING_ACTIONS_JSON": '{"cpu": ["reboot"]}'})
+        Settings.from_env({"ATGE_HEALING_ACTIONS_JSON": '{"cpu": ["reboot"]}'})
     with pytest.raises(SettingsError, match="ATGE_FORECAST_HORIZON_MIN"):
-        MonitoringSettings.from_env({"ATGE_FORECAST_HORIZON_MIN": "soon"})
+        Settings.from_env({"ATGE_FORECAST_HORIZON_MIN": "soon"})

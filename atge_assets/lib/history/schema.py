@@ -126,7 +126,7 @@ rejected = sa.Table(
 )
 
 # The plan's A/B test results, one row per signal, with its column names plus `experiment`.
-# core/abtest.py validates rows when it reads them and reports the bad ones by row id.
+# abtest/intake.py validates rows when it reads them and reports the bad ones by row id.
 ab_test_results = sa.Table(
     "einstein_ab_test_results", md,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -244,7 +244,7 @@ healing_actions = sa.Table(
     sa.Index("ix_healing_actions_target_time", "target", "created_at"),
 )
 
-# Vercel webhook deliveries waiting for the deployment sensor (core/webhook_intake.py). Here, not
+# Vercel webhook deliveries waiting for the deployment sensor (deployments/webhook_intake.py). Here, not
 # beside the intake, because the intake and the Dagster daemon are separate processes that meet
 # in this database. The unique event_id is what makes a re-delivery a duplicate; acked rows stay
 # until pruned for the same reason.
@@ -263,7 +263,7 @@ webhook_queue = sa.Table(
     sa.Column("acked_at", sa.Float, index=True),
 )
 
-# Keys of notifications already delivered (core/notify.py's SqlSentLog): a rollback announced by a
+# Keys of notifications already delivered (notify/sent_log.py): a rollback announced by a
 # run that is then retried is not announced twice, whichever process sends it.
 notifications_sent = sa.Table(
     "notifications_sent", md,

@@ -1,0 +1,73 @@
+"""Release decisions beside the rollback: the promotion gate, and what each decision announces.
+
+Plain Python; the `promotion` and `rollback` assets act on these answers and record them.
+"""
+
+from __future__ import annotations
+
+from atge_assets import notify
+from atge_assets.deployments.history import ACCEPTED, DeploymentHistory, DeploymentRow
+from atge_assets.deployments.suite import Suite
+
+PROMOTE = "promote"
+
+
+def promotion_decision(dep: DeploymentRow, smoke: dict[str, dict], existing: dict | None, *,
+                       auto_promote: bool, manual: bool) -> tuple[str, str]:
+    """(decision, reason) for a deployment: `promote`, or `skipped`, `blocked` or
+    `awaiting_approval` and why. A run a person launched (`manual`) is an approval."""
+    failed = sorted(n for n, r in smoke.items() if not r["passed"])
+    if dep.target == "production":
+        return "skipped", "already a production deployment"
+    if existing and existing["status"] == "done":
+        return "skipped", "already promoted"
+    if not smoke:
+        return "blocked", "no smoke test results"
+    if failed:
+        return "blocked", f"smoke tests failed: {', '.join(failed)}"
+    if dep.verdict not in ACCEPTED:
+        return "blocked", f"benchmark verdict is {dep.verdict}"
+    if not auto_promote and not manual:
+        return "awaiting_approval", ("passed; auto-promotion is off: materialize `promotion` for "
+                                     "this deployment to promote")
+    return PROMOTE, ("approved by a person" if manual and not auto_promote
+                     else "smoke tests passed and no slower than production")
+
+
+def perf_alerts(suite: Suite, dep_id: str, rows, **event_fields) -> list[notify.Event]:
+    """The plan's quick win: a metric above its absolute limit (e.g. end-to-end over 30 s, scaled
+    like the static baselines) alerts whatever the comparison says. The same rows give the same
+    alerts, which is how a later run finds the ones to resolve."""
+    limits = {m.name: suite.static_baseline_ms(m.name) * (1 + m.threshold) for m in suite.metrics}
+    return notify.perf_alert_events(
+        dep_id, [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
+                  "verdict": r["verdict"]} for r in rows], limits, **event_fields)
+
+
+def release_events(store: DeploymentHistory, dep, action: str, rollback_to: str | None,
+                   reason: str, suite: Suite, replaced_id: str | None, *, run_url: str,
+                   run_id: str) -> list[notify.Event]:
+    """A rollback pages; a healthy live deployment after a rollback resolves that page.
+
+    Over-the-limit alerts are about a live deployment, so they resolve when it stops being live:
+    rolled back, or replaced by a production deployment that is kept with no alert of its own.
+    """
+    metrics = store.latest_comparison_rows(dep.id)
+    ids = dict(run_url=run_url, run_id=run_id)
+    if action == "rolled_back":
+        gone = f"{dep.id} was rolled back to {rollback_to}"
+        return [notify.rollback_event(dep.id, rollback_to, reason, metrics=metrics,
+                                      deployment_url=dep.url, **ids)] + [
+            notify.recovery_event(a, gone, **ids) for a in perf_alerts(suite, dep.id, metrics)]
+    events = []
+    if action == "kept" and dep.target == "production":
+        last = store.last_decision("rolled_back")
+        if last:
+            incident = notify.rollback_event(last["deployment_id"], last["rollback_to"] or "")
+            events.append(notify.recovery_event(incident, f"{dep.id} is live and healthy", **ids))
+        if replaced_id and not perf_alerts(suite, dep.id, metrics):
+            events += [notify.recovery_event(a, f"{dep.id} replaced it and is within its limits",
+                                             **ids)
+                       for a in perf_alerts(suite, replaced_id,
+                                            store.latest_comparison_rows(replaced_id))]
+    return events

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import signal
@@ -37,42 +38,72 @@ def test_definitions_validate_on_a_fresh_clone_with_no_environment(fresh_clone):
     assert "Validation successful" in out.stdout + out.stderr
 
 
-def test_dagster_dev_serves_the_ui_on_a_fresh_clone_with_no_environment(fresh_clone):
-    from atge_assets.harness.stack import free_port, wait_until
+def _graphql(port: int, query: str) -> dict:
+    r = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=10)
+    r.raise_for_status()
+    return r.json()
 
-    root, env = fresh_clone
-    port = free_port()
+
+def _dagster_dev(root, env, port):
     log = open(root / "dev.log", "w")
     proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)],
                             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    query = ("{ workspaceOrError { ... on Workspace { locationEntries { name "
+    return proc, log
+
+
+def _stop(proc, log):
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+
+
+LOCATIONS = ("{ workspaceOrError { ... on Workspace { locationEntries { name "
              "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+RESOURCES = ('{ allTopLevelResourceDetailsOrError(repositorySelector: {repositoryLocationName: '
+             '"%s", repositoryName: "__repository__"}) { __typename ... on ResourceDetailsList '
+             '{ results { name configuredValues { key value type } } } } }')
+
+
+def test_dagster_dev_serves_the_ui_on_a_fresh_clone_with_no_environment(fresh_clone):
+    """Also: a history URL with a password and the Vercel token, when they are set, show in the
+    UI's API as the names of their variables, never as values."""
+    from atge_assets.harness.stack import free_port, wait_until
+
+    root, env = fresh_clone
+    port = free_port()
+    secret_url = "postgresql://atge:pw-never-shown-42@127.0.0.1:9/atge"
+    proc, log = _dagster_dev(root, {**env, "ATGE_HISTORY_URL": secret_url,
+                                    "VERCEL_TOKEN": "tok-never-shown-42"}, port)
     try:
         def loaded():
             if proc.poll() is not None:
                 pytest.fail((root / "dev.log").read_text()[-3000:])
             try:
-                r = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
-                               timeout=5)
-                entries = r.json()["data"]["workspaceOrError"]["locationEntries"]
+                entries = _graphql(port, LOCATIONS)["data"]["workspaceOrError"]["locationEntries"]
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 return None
-            states = [e["locationOrLoadError"] for e in entries]
-            return states if states and all(states) else None
+            states = [(e["name"], e["locationOrLoadError"]) for e in entries]
+            return states if states and all(s for _, s in states) else None
 
         states = wait_until(loaded, 180, 1.0, what="the UI to serve the code location")
-        assert [s["__typename"] for s in states] == ["RepositoryLocation"], states
+        assert [s["__typename"] for _, s in states] == ["RepositoryLocation"], states
         page = httpx.get(f"http://127.0.0.1:{port}/assets", timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()
+        answer = _graphql(port, RESOURCES % states[0][0])
+        text = json.dumps(answer)
+        assert "never-shown" not in text and "pw-never" not in text
+        values = {(r["name"], v["key"]): (v["type"], v["value"])
+                  for r in answer["data"]["allTopLevelResourceDetailsOrError"]["results"]
+                  for v in r["configuredValues"]}
+        assert values[("history", "url")] == ("ENV_VAR", "ATGE_HISTORY_URL")
+        assert values[("vercel", "token")] == ("ENV_VAR", "VERCEL_TOKEN")
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop(proc, log)
 
 
 @pytest.mark.parametrize("env, variable", [

@@ -11,5 +11,8 @@ def defs(settings) -> dg.Definitions:
         "vercel": VercelResource(token=dg.EnvVar("VERCEL_TOKEN"),
                                  project_id=dg.EnvVar("VERCEL_PROJECT_ID"),
                                  base_url=s.vercel_api_url, team_id=s.vercel_team_id),
-        "history": HistoryResource(url=s.history_url),
+        # By variable when it came from one: the UI and its API then show the name, not a URL
+        # that may carry a password.
+        "history": HistoryResource(url=dg.EnvVar(s.history_url_var) if s.history_url_var
+                                   else s.history_url),
     })

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -96,7 +96,10 @@ class SharedSettings:
     hosts requests may go to, the sandbox under `atge up`, and the dry-run switch."""
 
     home: Path
-    history_url: str
+    # A Postgres URL may hold a password: kept out of repr, and bound in the resource as a
+    # dg.EnvVar of the variable it came from (`history_url_var`), so the UI shows its name only.
+    history_url: str = field(repr=False)
+    history_url_var: str | None = None
     vercel_api_url: str = DEFAULT_BASE_URL
     vercel_team_id: str | None = None
     allowed_hosts: tuple[str, ...] = ()
@@ -109,11 +112,12 @@ class SharedSettings:
     def from_env(cls, env: Env, home: Path) -> "SharedSettings":
         hosts = tuple(h.strip() for h in (env.get("ATGE_ALLOWED_HOSTS") or "").split(",")
                       if h.strip())
+        # One switch moves both Dagster and the history to Postgres: ATGE_DATABASE_URL.
+        var = next((v for v in ("ATGE_HISTORY_URL", "ATGE_DATABASE_URL") if text(env, v)), None)
         return cls(
             home=home,
-            # One switch moves both Dagster and the history to Postgres: ATGE_DATABASE_URL.
-            history_url=text(env, "ATGE_HISTORY_URL") or text(env, "ATGE_DATABASE_URL")
-            or f"sqlite:///{home / 'history.sqlite'}",
+            history_url=text(env, var) if var else f"sqlite:///{home / 'history.sqlite'}",
+            history_url_var=var,
             vercel_api_url=text(env, "VERCEL_API_URL", DEFAULT_BASE_URL),
             vercel_team_id=text(env, "VERCEL_TEAM_ID"),
             allowed_hosts=hosts,

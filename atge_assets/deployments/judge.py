@@ -73,8 +73,6 @@ ERROR_SUGGESTIVE = 0.10
 ERROR_MARGIN = 0.02
 # Beyond this many successful samples a side, a systematic subsample keeps memory and time bounded.
 MAX_SAMPLES = 2000
-# Timers with millisecond resolution report 0 for fast responses; the log needs a positive value.
-_MIN_MS = 1e-3
 # Two modes (see _modes): a gap of this many within-mode standard deviations between them, each
 # with at least this share (and count) of the pooled samples. The floor on the spread keeps timers
 # that round to the same value from making every gap look wide.
@@ -127,7 +125,7 @@ class Verdict:
 
 
 def _latencies(samples: Sequence[float | None], side: str) -> tuple[np.ndarray, int]:
-    """Log latencies of the successful samples, and the number of failed ones."""
+    """Latencies of the successful samples, and the number of failed ones."""
     if isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable):
         raise ValueError(f"{side}: expected a list of latencies, got {type(samples).__name__}")
     samples = list(samples)
@@ -143,7 +141,17 @@ def _latencies(samples: Sequence[float | None], side: str) -> tuple[np.ndarray, 
     ok = values[np.isfinite(values)]
     if (ok < 0).any():
         raise ValueError(f"{side}: negative latency {float(ok[ok < 0][0])!r}")
-    return np.log(np.maximum(ok, _MIN_MS)), len(values) - len(ok)
+    return ok, len(values) - len(ok)
+
+
+def _logs(baseline: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log latencies of both sides. A zero is a timer rounding below its resolution: it is read
+    as half the smallest latency measured on either side, so the floor moves with the unit and
+    the same measurements in ns, ms or s get the same verdict (a fixed floor of 0.001 turned
+    sub-millisecond seconds into ties)."""
+    positive = np.concatenate([baseline[baseline > 0], candidate[candidate > 0]])
+    floor = float(positive.min()) / 2 if len(positive) else 1.0
+    return np.log(np.maximum(baseline, floor)), np.log(np.maximum(candidate, floor))
 
 
 def _robust_cv(logs: np.ndarray) -> float | None:
@@ -411,8 +419,9 @@ def judge(
         raise ValueError(f"look must be 1, 2, ..., got {look!r}")
     threshold = float(threshold)
     alpha, error_alpha = alpha / 2 ** (look - 1), error_alpha / 2 ** (look - 1)
-    lb, b_fail = _latencies(baseline, "baseline")
-    lc, c_fail = _latencies(candidate, "candidate")
+    b, b_fail = _latencies(baseline, "baseline")
+    c, c_fail = _latencies(candidate, "candidate")
+    lb, lc = _logs(b, c)
     m, n = len(lb), len(lc)
     b_total, c_total = m + b_fail, n + c_fail
 

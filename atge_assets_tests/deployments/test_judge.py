@@ -413,3 +413,19 @@ def test_run_batch_is_fast():
     start = time.perf_counter()
     assert run_batch(lines, io.StringIO()) == 0
     assert time.perf_counter() - start < 2.0  # ~0.25 s on a laptop core; thousands a second
+
+
+@pytest.mark.parametrize("change", [0.24, 1.0, 1.3])
+def test_the_unit_never_changes_the_verdict(change):
+    # The same measurements in s, ms and ns, with timer zeros among them: ratios do not depend
+    # on the unit (a fixed floor of 0.001 once made sub-millisecond seconds all ties: a -76%
+    # change came out `pass`).
+    rng = np.random.default_rng(3)
+    base = rng.lognormal(np.log(0.0008), 0.1, 30)
+    cand = base * change * rng.lognormal(0, 0.02, 30)
+    base[:2] = 0.0  # a coarse timer
+    verdicts = {unit: judge(list(base * unit), list(cand * unit)) for unit in (1, 1e3, 1e9)}
+    assert len({v.verdict for v in verdicts.values()}) == 1, verdicts
+    assert len({round(v.change, 9) for v in verdicts.values()}) == 1
+    expected = {0.24: "improved", 1.0: "pass", 1.3: "regressed"}[change]
+    assert verdicts[1].verdict == expected

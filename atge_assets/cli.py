@@ -206,6 +206,8 @@ def cmd_up(args) -> int:
         target.write_text(instance_yaml((root / "dagster.yaml").read_text(), os.environ))
     storage = "Postgres" if os.environ.get("ATGE_DATABASE_URL") else "SQLite"
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home), ATGE_HOME=str(home))
+    # Links in messages point at the UI this command starts, unless told otherwise.
+    env.setdefault("ATGE_DAGSTER_URL", f"http://{args.host}:{args.port}")
     bindir = Path(sys.executable).parent
     procs: list[tuple[str, subprocess.Popen]] = []
 

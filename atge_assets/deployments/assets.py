@@ -21,6 +21,7 @@ from atge_assets.deployments import judge as judge_mod
 from atge_assets.deployments import release, targets
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
+from atge_assets.deployments.releases import COLUMNS, release_rows, summary
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.deployments.smoke import DEFAULT_SMOKE, run_smoke, specs_from_json
 from atge_assets.deployments.timing import CANDIDATE, REFERENCE, Sample, measure
@@ -376,6 +377,8 @@ def promotion(
         store.record_decision(dep_id, context.run_id, decision if decision == "promoted"
                               else f"promotion_{decision}", reason)
     context.log.info(f"{dep_id}: promotion {decision}: {reason}")
+    if dep.target != "production":
+        _tag_run(context, dep.verdict, decision)
     deliveries = []
     if decision == "promoted":
         event = notify.promotion_event(dep_id, reason, run_url=notifier.run_url(context.run_id),
@@ -444,6 +447,8 @@ def rollback(
             action = "rolled_back"
     store.record_decision(dep_id, context.run_id, action, plan.reason, plan.rollback_to)
     context.log.info(f"{dep_id}: {action}: {plan.reason}")
+    if dep.target == "production":  # a preview's fate is the promotion's (see below)
+        _tag_run(context, dep.verdict, action)
     # Announced after the decision is recorded: a failing channel cannot block or undo it.
     events = release.release_events(store, dep, action, plan.rollback_to, plan.reason,
                                     benchmark.suite(), good[0].id if good else None,
@@ -460,6 +465,39 @@ def rollback(
         "production_before": production or "",
         "dry_run": policy.dry_run,
     })
+
+
+def _tag_run(context: dg.AssetExecutionContext, verdict: str | None, decision: str) -> None:
+    """`atge/verdict` and `atge/decision` on the run, so the Runs list and its filters tell a
+    rollback from a keep."""
+    context.instance.add_run_tags(context.run_id, {"atge/verdict": verdict or "none",
+                                                   "atge/decision": decision})
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[rollback, promotion],
+    kinds={"python"},
+    description="One row per deployment: created, target, verdict and per-metric change, the "
+    "decision (rolled back, kept, promoted, blocked, skipped) and why, the deployment it rolled "
+    "back to, links to the run and the deployment. Refreshed after every benchmark run.",
+)
+def releases(history: HistoryResource, notifier: NotifierResource) -> dg.MaterializeResult:
+    rows = release_rows(DeploymentHistory(history.engine()).recent_deployments(),
+                        notifier.run_url)
+    head, counts = summary(rows)
+    return dg.MaterializeResult(metadata={
+        "summary": dg.MetadataValue.md(head),
+        "releases": dg.MetadataValue.table(
+            [dg.TableRecord(r) for r in rows],
+            schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in COLUMNS])),
+        "deployments": len(rows),
+        **{f"{k}_count": v for k, v in sorted(counts.items())},
+    })
+
+
+releases_job = dg.define_asset_job("releases_job", selection=[releases],
+                                   description="Refresh the releases table.")
 
 
 benchmark_job = dg.define_asset_job(

@@ -20,7 +20,7 @@ def defs(settings) -> dg.Definitions:
     d = settings.deployments
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets]),
-        jobs=[assets.benchmark_job],
+        jobs=[assets.benchmark_job, assets.releases_job],
         sensors=[build_deployment_sensor(settings.shared.sensor_interval_s, d.lookback_hours)],
         resources={
             "benchmark": benchmark_resource(settings),

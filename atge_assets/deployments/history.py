@@ -249,6 +249,32 @@ class DeploymentHistory(History):
                 deployment_id=deployment_id, run_id=run_id, decision=decision,
                 rollback_to=rollback_to, reason=reason, created_at=time.time()))
 
+    def recent_deployments(self, limit: int = 200) -> list[dict]:
+        """The newest deployments, newest first, each with its decisions (oldest first) and the
+        per-metric rows of its latest comparison: what the `releases` table shows."""
+        with self.engine.connect() as conn:
+            deps = [dict(r._mapping) for r in conn.execute(
+                sa.select(*_dep_cols()).order_by(deployments.c.created_ms.desc()).limit(limit))]
+            ids = [d["id"] for d in deps]
+            decided = conn.execute(sa.select(decisions).where(decisions.c.deployment_id.in_(ids))
+                                   .order_by(decisions.c.id)).mappings().all()
+            latest = (sa.select(comparisons.c.deployment_id,
+                                sa.func.max(comparisons.c.id).label("last"))
+                      .where(comparisons.c.deployment_id.in_(ids))
+                      .group_by(comparisons.c.deployment_id).subquery())
+            last_run = (sa.select(comparisons.c.run_id, comparisons.c.deployment_id)
+                        .join(latest, comparisons.c.id == latest.c.last).subquery())
+            compared = conn.execute(
+                sa.select(comparisons.c.deployment_id, comparisons.c.metric,
+                          comparisons.c.change, comparisons.c.verdict)
+                .join(last_run, sa.and_(comparisons.c.run_id == last_run.c.run_id,
+                                        comparisons.c.deployment_id == last_run.c.deployment_id))
+                .order_by(comparisons.c.id)).mappings().all()
+        for d in deps:
+            d["decisions"] = [dict(x) for x in decided if x["deployment_id"] == d["id"]]
+            d["metrics"] = [dict(x) for x in compared if x["deployment_id"] == d["id"]]
+        return deps
+
     def decisions_for(self, deployment_id: str) -> list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(decisions).where(

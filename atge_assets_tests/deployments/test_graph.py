@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from atge_assets.deployments.assets import rollback
+from atge_assets.deployments.assets import releases, rollback
 from atge_assets_tests.conftest import TOKEN
 from atge_assets_tests.deployments.helpers import metadata, run_deployment
 
@@ -47,6 +47,23 @@ def test_slow_production_deployment_is_rolled_back_and_healthy_one_kept(
     plan_rows = store.table_rows("einstein_performance_benchmarks")
     assert len(plan_rows) == 12
     assert {r["passed"] for r in plan_rows if r["deployment_id"] == slow} >= {False}
+    # The Runs list tells a rollback from a keep by the runs' tags.
+    tags = {r.run_id: instance.get_run_by_id(r.run_id).tags for r in (r1, r2)}
+    assert tags[r2.run_id]["atge/decision"] == "rolled_back"
+    assert tags[r2.run_id]["atge/verdict"] == "regressed"
+    assert tags[r1.run_id]["atge/decision"] == "kept"
+    # One table tells every deployment's fate, newest first.
+    table = dg.materialize([releases], resources=resources, instance=instance)
+    md = metadata(table, "releases")
+    by_id = {row.data["deployment"]: row.data for row in md["releases"].records}
+    assert [row.data["deployment"] for row in md["releases"].records] == [slow, healthy, first]
+    assert by_id[slow]["decision"] == "skipped"  # the rerun's decision is the newest
+    assert by_id[healthy]["decision"] == "kept" and by_id[first]["decision"] == "kept"
+    assert "end_to_end +" in by_id[slow]["changes"]
+    assert by_id[slow]["changes"].split(", ")[0].endswith(" regressed")  # regressed ones first
+    assert by_id[slow]["run"].endswith(f"/runs/{again.run_id}")
+    assert md["deployments"] == 3 and md["kept_count"] == 2
+    assert md["summary"].startswith("3 deployments: ")
 
 
 def test_regressed_preview_is_not_rolled_back(sandbox, instance, resources):
@@ -57,6 +74,8 @@ def test_regressed_preview_is_not_rolled_back(sandbox, instance, resources):
     rb = metadata(r, "rollback")
     assert rb["decision"] == "skipped" and "preview" in rb["reason"]
     assert sandbox.state.status()["rollbacks"] == []
+    # A preview's fate is the promotion gate's.
+    assert instance.get_run_by_id(r.run_id).tags["atge/decision"] == "blocked"
 
 
 def test_dry_run_records_but_does_not_call(sandbox, instance, resources):

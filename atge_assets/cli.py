@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,11 +39,14 @@ def cmd_sandbox_serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(message)s")
     state = Path(args.state) if args.state else atge_home() / "sandbox" / "state.json"
     token = os.environ.get("ATGE_SANDBOX_TOKEN") or "sandbox-token"
-    server = serve(args.host, args.port, state, scale=args.scale, token=token, noise=args.noise)
+    # With the project's bypass secret set, the sandbox protects its deployments as Vercel does.
+    server = serve(args.host, args.port, state, scale=args.scale, token=token, noise=args.noise,
+                   protection_bypass=os.environ.get("VERCEL_AUTOMATION_BYPASS_SECRET"))
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     st = server.state.status()
     print(f"sandbox listening on {server.base_url} (state {state}, scale {args.scale}, "
-          f"production {st['production']})", flush=True)
+          f"production {st['production']}, deployments "
+          f"{'protected' if server.protection_bypass else 'unprotected'})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -222,6 +226,9 @@ def cmd_up(args) -> int:
     try:
         if not args.no_sandbox:
             sandbox_url = f"http://127.0.0.1:{args.sandbox_port}"
+            # Deployments are protected, as on Vercel by default: every request the system makes
+            # to one must carry the bypass secret (a fresh one per start unless you set it).
+            env.setdefault("VERCEL_AUTOMATION_BYPASS_SECRET", secrets.token_urlsafe(24))
             sb = subprocess.Popen(
                 [sys.executable, "-m", "atge_assets.cli", "sandbox", "serve", "--port",
                  str(args.sandbox_port), "--scale", str(args.scale)],

@@ -108,7 +108,8 @@ def benchmark_timings(
             context.log.info(f"{s.metric}: p50 {_fmt(summary['p50'])} ms, "
                              f"{summary['errors']} failed of {summary['n']}")
 
-    samples = measure(dep.url, suite, reference_url=ref.url if ref else None, on_sample=progress)
+    samples = measure(dep.url, suite, reference_url=ref.url if ref else None, on_sample=progress,
+                      headers=benchmark.request_headers())
     store.record_measurement(dep_id, context.run_id, [s.as_dict() for s in samples], started,
                              reference_id=ref.id if ref else None)
 
@@ -240,7 +241,8 @@ def baseline_comparison(
                 break
         more = measure(dep.url, dataclasses.replace(
             suite, metrics=tuple(m for m in suite.metrics if m.name in unsure), warmup=0),
-            reference_url=ref.url if ref else None, seq_start=n)
+            reference_url=ref.url if ref else None, seq_start=n,
+            headers=benchmark.request_headers())
         store.add_samples(dep_id, [x.as_dict() for x in more])
         cand = store.latest_samples(dep_id)
         if ref:
@@ -308,7 +310,8 @@ def smoke_tests(
     store = DeploymentHistory(history.engine())
     specs = specs_from_json(policy.smoke_json) if policy.smoke_json else DEFAULT_SMOKE
     dep, _ = _targets(context, vercel, benchmark, store, find_reference=False)
-    results = [run_smoke(dep.url, s, scale=benchmark.baseline_scale) for s in specs]
+    results = [run_smoke(dep.url, s, scale=benchmark.baseline_scale,
+                         headers=benchmark.request_headers()) for s in specs]
     store.record_smoke(dep.id, context.run_id, [r.as_dict() for r in results])
     failed = [r.name for r in results if not r.passed]
     for r in results:

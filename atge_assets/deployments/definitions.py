@@ -6,6 +6,7 @@ import dagster as dg
 from atge_assets.deployments import assets
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.deployments.sensors import build_deployment_sensor
+from atge_assets.lib.definitions import protection_bypass
 
 
 def benchmark_resource(settings) -> BenchmarkResource:
@@ -13,7 +14,8 @@ def benchmark_resource(settings) -> BenchmarkResource:
     return BenchmarkResource(samples=d.samples, warmup=d.warmup, max_samples=d.max_samples,
                              baseline_scale=s.latency_scale,
                              baseline_deployments=d.baseline_deployments,
-                             allowed_hosts=list(s.allowed_hosts), suite_json=d.suite_json)
+                             allowed_hosts=list(s.allowed_hosts), suite_json=d.suite_json,
+                             protection_bypass=protection_bypass(settings))
 
 
 def defs(settings) -> dg.Definitions:

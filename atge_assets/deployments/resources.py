@@ -6,6 +6,7 @@ from typing import Optional
 import dagster as dg
 
 from atge_assets.deployments.suite import DEFAULT_SUITE, Suite, metrics_from_json
+from atge_assets.lib.protection import bypass_headers
 
 
 class BenchmarkResource(dg.ConfigurableResource):
@@ -25,6 +26,12 @@ class BenchmarkResource(dg.ConfigurableResource):
     baseline_deployments: int = 3
     allowed_hosts: list[str] = []
     suite_json: str | None = None
+    # Vercel's "Protection Bypass for Automation" secret, bound from VERCEL_AUTOMATION_BYPASS_SECRET
+    # with dg.EnvVar: sent to deployments only (see lib/protection.py).
+    protection_bypass: str | None = None
+
+    def request_headers(self) -> dict[str, str]:
+        return bypass_headers(self.protection_bypass)
 
     def suite(self) -> Suite:
         metrics = metrics_from_json(self.suite_json) if self.suite_json else DEFAULT_SUITE

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Mapping
 
 import httpx
 
@@ -70,11 +71,12 @@ def specs_from_json(text: str) -> tuple[SmokeSpec, ...]:
 
 
 def run_smoke(base_url: str, spec: SmokeSpec, *, scale: float = 1.0,
-              client: httpx.Client | None = None) -> SmokeResult:
+              client: httpx.Client | None = None,
+              headers: Mapping[str, str] | None = None) -> SmokeResult:
     # The floor covers network and machine overhead, which does not shrink with a scaled sandbox.
     limit = max(spec.max_ms * scale, MIN_LIMIT_MS)
     own = client is None
-    client = client or httpx.Client()
+    client = client or httpx.Client(headers=dict(headers or {}))
     try:
         # One slow answer on a busy machine is noise, as one slow benchmark sample is: a request
         # that is right but over its limit is asked once more, and fails only if slow twice.

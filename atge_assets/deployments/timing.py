@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import httpx
 
@@ -93,17 +93,20 @@ def measure(
     client: httpx.Client | None = None,
     on_sample: Callable[[Sample], None] | None = None,
     seq_start: int = 0,
+    headers: Mapping[str, str] | None = None,
 ) -> list[Sample]:
     """Time each metric of the suite: warm-up discarded, then N samples per deployment.
 
     With `reference_url` (the production deployment to compare with), the two are measured in
     alternation within the same run, A B B A A B ..., so drift in the network, the machine or the
     provider hits both alike and the order of a pair never favours one side.
-    `seq_start` numbers the samples of a later round after those already taken.
+    `seq_start` numbers the samples of a later round after those already taken. `headers` go
+    with every request (the protection bypass).
     """
     targets = [(CANDIDATE, base_url)] + ([(REFERENCE, reference_url)] if reference_url else [])
     own = client is None
-    client = client or httpx.Client(headers={"user-agent": "atge-benchmark/0.1"})
+    client = client or httpx.Client(
+        headers={"user-agent": "atge-benchmark/0.1", **(headers or {})})
     samples: list[Sample] = []
     try:
         for spec in suite.metrics:

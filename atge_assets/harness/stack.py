@@ -4,6 +4,7 @@ the deploy-to-rollback benchmark, which must see exactly what a user sees."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -101,7 +102,9 @@ class Topology:
             os.environ, DAGSTER_HOME=str(home / "dagster"), ATGE_HOME=str(home),
             ATGE_DATABASE_URL=database_url, VERCEL_API_URL=self.sandbox_url,
             VERCEL_PROJECT_ID="prj_atge_sandbox", VERCEL_TOKEN="sandbox-token",
-            ATGE_LATENCY_SCALE="0.005", ATGE_SENSOR_INTERVAL_S="5", **(extra_env or {}),
+            ATGE_LATENCY_SCALE="0.005", ATGE_SENSOR_INTERVAL_S="5",
+            # The sandbox protects its deployments, as Vercel does by default.
+            VERCEL_AUTOMATION_BYPASS_SECRET=secrets.token_urlsafe(24), **(extra_env or {}),
         )
         (home / "dagster" / "dagster.yaml").write_text(
             instance_yaml((root / "dagster.yaml").read_text(), self.env))

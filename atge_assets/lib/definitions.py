@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from atge_assets.lib.protection import BYPASS_VARIABLE
 from atge_assets.lib.resources import HistoryResource, VercelResource
 
 
@@ -16,3 +17,9 @@ def defs(settings) -> dg.Definitions:
         "history": HistoryResource(url=dg.EnvVar(s.history_url_var) if s.history_url_var
                                    else s.history_url),
     })
+
+
+def protection_bypass(settings):
+    """The deployment-protection bypass secret for the resources that call deployments: bound by
+    variable, so its value never shows in the UI."""
+    return dg.EnvVar(BYPASS_VARIABLE) if settings.shared.protection_bypass_set else None

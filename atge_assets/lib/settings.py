@@ -107,6 +107,8 @@ class SharedSettings:
     latency_scale: float = 1.0
     dry_run: bool = False
     sensor_interval_s: int = 10
+    # Whether VERCEL_AUTOMATION_BYPASS_SECRET is set (the wiring binds it with dg.EnvVar).
+    protection_bypass_set: bool = False
 
     @classmethod
     def from_env(cls, env: Env, home: Path) -> "SharedSettings":
@@ -125,4 +127,5 @@ class SharedSettings:
             latency_scale=number(env, "ATGE_LATENCY_SCALE", 1.0, float, 1e-6, 1000.0),
             dry_run=boolean(env, "ATGE_DRY_RUN", False),
             sensor_interval_s=number(env, "ATGE_SENSOR_INTERVAL_S", 10, int, 1, 86400),
+            protection_bypass_set=is_set(env, "VERCEL_AUTOMATION_BYPASS_SECRET"),
         )

@@ -5,6 +5,7 @@ import dataclasses
 
 import dagster as dg
 
+from atge_assets.lib.definitions import protection_bypass
 from atge_assets.load import assets
 from atge_assets.load.resources import LoadTestResource
 from atge_assets.load.schedules import build_load_schedule
@@ -13,7 +14,8 @@ from atge_assets.load.sensors import build_load_sensor
 
 def load_resource(settings) -> LoadTestResource:
     return LoadTestResource(**dataclasses.asdict(settings.load),
-                            allowed_hosts=list(settings.shared.allowed_hosts))
+                            allowed_hosts=list(settings.shared.allowed_hosts),
+                            protection_bypass=protection_bypass(settings))
 
 
 def defs(settings) -> dg.Definitions:

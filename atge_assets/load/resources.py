@@ -8,6 +8,7 @@ from typing import Literal
 
 import dagster as dg
 
+from atge_assets.lib.protection import bypass_headers
 from atge_assets.load.capacity import Thresholds, plan_thresholds
 from atge_assets.load.spec import DEFAULT_STAGES, MAX_SHARDS, LoadSpec
 
@@ -54,6 +55,8 @@ class LoadTestResource(dg.ConfigurableResource):
     # How long a shard waits for the others to start before giving up (see assets.py).
     shard_start_timeout_s: float = 120.0
     allowed_hosts: list[str] = []
+    # Sent to the deployment only, as the benchmark does (lib/protection.py); from a dg.EnvVar.
+    protection_bypass: str | None = None
     max_avg_ms: float = 30_000.0
     max_p95_ms: float = 45_000.0
     max_error_rate: float = 0.01
@@ -85,6 +88,7 @@ class LoadTestResource(dg.ConfigurableResource):
         hi = self.think_time_s if self.think_time_max_s is None else self.think_time_max_s
         base = LoadSpec(
             url=url, duration_s=self.stage_duration_s, method=self.method.upper(), body=body,
+            headers=bypass_headers(self.protection_bypass),
             think_time_s=(self.think_time_s, hi), ramp_up_s=self.ramp_up_s,
             max_requests=self.max_requests_per_stage, timeout_s=self.timeout_s,
             abort_error_rate=self.abort_error_rate,

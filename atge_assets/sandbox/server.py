@@ -24,11 +24,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from atge_assets.lib.protection import BYPASS_HEADER
 from atge_assets.sandbox.state import HANG_S, REFUSING_PORT, SandboxState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TOKEN = "sandbox-token"
+# What Vercel's edge answers an automated client at a protected deployment: a login page, 401.
+PROTECTED_PAGE = (b"<!doctype html><html><head><title>Authentication Required</title></head>"
+                  b"<body>Authentication Required: this deployment is protected.</body></html>")
 MAX_BODY = 1 << 20
 
 _APP = re.compile(r"^/d/(?P<dep>[A-Za-z0-9_]+)(?P<path>/.*)$")
@@ -41,12 +45,15 @@ class SandboxServer(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(self, addr: tuple[str, int], state: SandboxState, token: str = DEFAULT_TOKEN,
-                 extensions: list | None = None):
+                 extensions: list | None = None, protection_bypass: str | None = None):
         from atge_assets.sandbox.extensions import default_extensions
 
         super().__init__(addr, Handler)
         self.state = state
         self.token = token
+        # Deployment Protection as Vercel applies it: with a secret, deployment URLs answer 401
+        # unless the request carries it in x-vercel-protection-bypass.
+        self.protection_bypass = protection_bypass or None
         self.extensions = default_extensions() if extensions is None else extensions
 
     def handle_error(self, request, client_address) -> None:
@@ -97,6 +104,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_raw(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _body(self) -> dict:
         n = int(self.headers.get("content-length") or 0)
         if n > MAX_BODY:
@@ -133,6 +147,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- the simulated ATGE app ----------------------------------------------------------------
     def _app(self, method: str, dep_id: str, path: str) -> None:
+        secret = self.server.protection_bypass
+        if secret and not hmac.compare_digest(
+                (self.headers.get(BYPASS_HEADER) or "").encode(), secret.encode()):
+            return self._send_raw(401, PROTECTED_PAGE, "text/html; charset=utf-8")
         st = self.server.state
         dep = st.get(dep_id)
         if dep is None or dep.state() != "READY":
@@ -268,5 +286,6 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(host: str, port: int, state_path: Path | None, *, scale: float, token: str,
-          noise: float = 0.10) -> SandboxServer:
-    return SandboxServer((host, port), SandboxState(state_path, scale=scale, noise=noise), token)
+          noise: float = 0.10, protection_bypass: str | None = None) -> SandboxServer:
+    return SandboxServer((host, port), SandboxState(state_path, scale=scale, noise=noise), token,
+                         protection_bypass=protection_bypass)

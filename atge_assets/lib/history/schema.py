@@ -244,8 +244,8 @@ healing_actions = sa.Table(
     sa.Index("ix_healing_actions_target_time", "target", "created_at"),
 )
 
-# Vercel webhook deliveries waiting for the deployment sensor (deployments/webhook_intake.py). Here, not
-# beside the intake, because the intake and the Dagster daemon are separate processes that meet
+# Vercel webhook deliveries waiting for the deployment sensor (deployments/webhook_intake.py).
+# Here, not beside the intake, because the intake and the Dagster daemon are separate processes that meet
 # in this database. The unique event_id is what makes a re-delivery a duplicate; acked rows stay
 # until pruned for the same reason.
 webhook_queue = sa.Table(

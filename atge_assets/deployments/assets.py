@@ -366,16 +366,18 @@ def promotion(
     # A run the sensor launched is automatic; one a person launched from the UI is an approval.
     manual = "dagster/sensor_name" not in context.run.tags
     existing = store.promotion_for(dep_id)
-    decision, reason = release.promotion_decision(dep, smoke, existing,
-                                                  auto_promote=policy.auto_promote, manual=manual)
-    if decision == release.PROMOTE:
-        if existing is None and store.claim_promotion(dep_id, context.run_id) is not None:
-            decision, reason = "skipped", "another run claimed this promotion first"
-        else:
-            with vercel.client() as client:
-                client.promote(dep_id)  # raises after retries: the claim stays pending for a retry
-            store.finish_promotion(dep_id)
-            decision = "promoted"
+    with vercel.client() as client:
+        live_id = client.production_deployment_id() if dep.target != "production" else None
+        decision, reason = release.promotion_decision(
+            dep, smoke, existing, auto_promote=policy.auto_promote, manual=manual,
+            live=store.deployment(live_id) if live_id else None)
+        if decision == release.PROMOTE:
+            if existing is None and store.claim_promotion(dep_id, context.run_id) is not None:
+                decision, reason = "skipped", "another run claimed this promotion first"
+            else:
+                client.promote(dep_id)  # raises after retries: the claim stays pending
+                store.finish_promotion(dep_id)
+                decision = "promoted"
     if dep.target != "production":  # production deployments are the rollback's business
         store.record_decision(dep_id, context.run_id, decision if decision == "promoted"
                               else f"promotion_{decision}", reason)

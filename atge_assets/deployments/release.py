@@ -13,14 +13,20 @@ PROMOTE = "promote"
 
 
 def promotion_decision(dep: DeploymentRow, smoke: dict[str, dict], existing: dict | None, *,
-                       auto_promote: bool, manual: bool) -> tuple[str, str]:
+                       auto_promote: bool, manual: bool,
+                       live: DeploymentRow | None = None) -> tuple[str, str]:
     """(decision, reason) for a deployment: `promote`, or `skipped`, `blocked` or
-    `awaiting_approval` and why. A run a person launched (`manual`) is an approval."""
+    `awaiting_approval` and why. A run a person launched (`manual`) is an approval. `live` is the
+    production deployment serving now, as the history knows it."""
     failed = sorted(n for n, r in smoke.items() if not r["passed"])
     if dep.target == "production":
         return "skipped", "already a production deployment"
     if existing and existing["status"] == "done":
         return "skipped", "already promoted"
+    if live is not None and live.id != dep.id and live.created_ms > dep.created_ms:
+        # Promoting it would put older code live over newer production deployments, which would
+        # then be "no longer production" and never judged.
+        return "skipped", f"older than the live production deployment {live.id}"
     if not smoke:
         return "blocked", "no smoke test results"
     if failed:

@@ -230,12 +230,29 @@ def non_public(ip: IPAddress) -> str | None:
     return None
 
 
+def connects_to(ip: IPAddress) -> IPAddress:
+    """The address a connection to `ip` reaches: ::ffff:10.0.0.5 is 10.0.0.5 on the wire."""
+    return _embedded_ipv4(ip) or ip
+
+
+def _canonical_pattern(pattern: str) -> str:
+    pattern = pattern.strip().lower()
+    if pattern.startswith("[") and pattern.endswith("]"):
+        pattern = pattern[1:-1]
+    if any(c in pattern for c in "*?["):
+        return pattern
+    try:  # a literal address names the same host however it is spelt
+        return parse_host(pattern)[0]
+    except HostNotAllowed:
+        return pattern
+
+
 def host_matches(host: str, patterns: Iterable[str]) -> bool:
     """Whether the host, compared in its canonical form (`127.1` is 127.0.0.1), matches one of
     the shell-style patterns."""
     name, ip = parse_host(host)
-    names = [name] + ([str(_embedded_ipv4(ip))] if ip is not None and _embedded_ipv4(ip) else [])
-    patterns = [p.strip().lower() for p in patterns if p and p.strip()]
+    names = {name} | ({str(connects_to(ip))} if ip is not None else set())
+    patterns = [_canonical_pattern(p) for p in patterns if p and p.strip()]
     return any(fnmatch.fnmatchcase(n, p) for n in names for p in patterns)
 
 
@@ -258,7 +275,7 @@ def check_url(url: str, allowed_hosts: Iterable[str]) -> str:
     if parts.username or parts.password:
         raise HostNotAllowed("URLs with credentials are not benchmarked")
     host, ip = parse_host(raw)
-    seen = str(_embedded_ipv4(ip) or ip) if ip is not None else host  # what is connected to
+    seen = str(connects_to(ip)) if ip is not None else host
     shown = repr(raw) if raw == seen else f"{raw!r} ({seen})"
     kind = _forbidden(ip) if ip is not None else (
         "a cloud metadata name" if host in _METADATA_HOSTS else None)

@@ -125,12 +125,15 @@ def cmd_sandbox_metrics(args) -> int:
 
 # -- batch tools -------------------------------------------------------------------------------
 def _batch(path: str, run) -> int:
+    from atge_assets.lib.jsonl import read_lines
+
     try:
-        src = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        # Bytes, decoded line by line: a stray non-UTF-8 byte spoils its own line, not the batch.
+        src = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as exc:
         return _die(f"cannot read {path}: {exc}")
     with src:
-        errors = run(src, sys.stdout)
+        errors = run(read_lines(src), sys.stdout)
     if errors:
         print(f"atge: {errors} malformed input line(s); see their 'error' fields", file=sys.stderr)
         return 1
@@ -150,7 +153,7 @@ def cmd_changepoints(args) -> int:
 
 
 def cmd_forecast(args) -> int:
-    from atge_assets.monitoring.forecast import run_batch
+    from atge_assets.monitoring.cli import run_batch
 
     if not (0 < args.horizon_minutes <= 7 * 24 * 60):
         return _die("--horizon-minutes must be between 0 and 10080")

@@ -54,7 +54,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from atge_assets.monitoring.forecast import forecast, run_batch  # noqa: E402
+from atge_assets.monitoring.cli import run_batch  # noqa: E402
+from atge_assets.monitoring.forecast import forecast  # noqa: E402
 
 HORIZON_MIN = 30.0
 NOISES = (0.02, 0.05, 0.10)

@@ -26,6 +26,10 @@ CSV_COLUMNS = ("experiment",) + RESULT_COLUMNS
 # Above this a timestamp is milliseconds (year 5138 in seconds), a common mix-up.
 _MAX_EPOCH_S = 1e11
 _MAX_BAD_LISTED = 200
+# One signal's profit or loss, in the app's currency: a billion is no trade the model places but
+# a unit or parsing slip, and a few such rows (1e308 is a finite float) would overflow the sums
+# and own every average.
+MAX_ABS_PROFIT_LOSS = 1e9
 
 
 class ResultsError(ValueError):
@@ -141,6 +145,9 @@ def _validate(raw: Mapping, config: ExperimentConfig) -> tuple[dict | None, list
                         + (" (a percentage? write 0.85 for 85%)" if 1 < confidence <= 100 else ""))
     resolved = outcome in (WIN, LOSS)
     profit_loss = _number(raw.get("profit_loss"), "profit_loss", problems, resolved)
+    if profit_loss is not None and abs(profit_loss) > MAX_ABS_PROFIT_LOSS:
+        problems.append(f"profit_loss {raw.get('profit_loss')!r} is beyond "
+                        f"±{MAX_ABS_PROFIT_LOSS:,.0f}")
     timestamp = _timestamp(raw.get("timestamp"), problems)
     if problems:
         return None, problems

@@ -529,13 +529,14 @@ def judge(
                    mode_mix_change=mix_change, mode_mix_p_value=mix_p, **result)
 
 
-def run_batch(lines: Iterable[str], out: TextIO) -> int:
+def run_batch(lines: Iterable[str | bytes], out: TextIO) -> int:
     """`atge judge --batch`: one JSON comparison per line in, one JSON verdict per line out.
 
     In:  {"id": ..., "baseline": [ms or null, ...], "candidate": [...], "threshold": 0.10}
     Out: {"id": ..., "verdict": ..., "change": ..., "rollback": ..., <other Verdict fields>,
-    "error": null}, or for a line that cannot be judged {"id": ..., "error": "...", "verdict": null,
-    "rollback": false}. Blank lines are skipped; returns the number of error lines.
+    "error": null}, or for a line that cannot be judged (not JSON, not UTF-8, over the line cap)
+    {"id": ..., "line": N, "error": "...", "verdict": null, "rollback": false}. Blank lines are
+    skipped; returns the number of error lines.
     """
     def handle(row: dict) -> dict:
         missing = [k for k in ("baseline", "candidate") if not isinstance(row.get(k), list)]

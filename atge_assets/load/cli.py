@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
 from urllib.parse import urlsplit
 
-from atge_assets.lib.http import HostNotAllowed
+from atge_assets.lib.http import (HostNotAllowed, check_url, connects_to, host_matches,
+                                  non_public, parse_host)
 from atge_assets.load.engine import run_stage
 from atge_assets.load.spec import LoadSpec
 
@@ -38,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--abort-window", type=int, default=100)
     p.add_argument("--processes", type=int, default=1, help="shards in separate processes, merged")
     p.add_argument("--allow-host", action="append", default=[], metavar="PATTERN",
-                   help="more allowed host patterns (shell-style); the URL's own host always is")
+                   help="more allowed host patterns (shell-style), also from ATGE_ALLOWED_HOSTS; "
+                   "the URL's own host is allowed when it is public or loopback, a private one "
+                   "(RFC 1918, CGNAT, unique-local) only when named here")
     p.add_argument("--json", action="store_true",
                    help="print only the JSON line, with the encoded histogram")
     return p
@@ -72,6 +77,36 @@ def _spec_from_args(a) -> LoadSpec:
     ).validate()
 
 
+def _allowed_hosts(url: str, named: list[str]) -> list[str]:
+    """The patterns the stage may call: those named, plus the URL's own host if it is public or
+    loopback. Typing a URL is consent to load a public site or your own machine; a private
+    address reached by a typo or a pasted internal link must be named once more.
+    """
+    explicit = [*named, *(h.strip() for h in os.environ.get("ATGE_ALLOWED_HOSTS", "").split(","))]
+    explicit = [h for h in explicit if h]
+    check_url(url, ["*"])  # link-local and metadata first: no pattern lets those through
+    parts = urlsplit(url)
+    raw = parts.hostname or ""
+    host, ip = parse_host(raw)
+    if host_matches(host, explicit):
+        return [host, *explicit]
+    if ip is not None:
+        addresses = [ip]
+    else:  # a name: what it resolves to decides (the engine resolves it again, and checks)
+        try:
+            infos = socket.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ValueError(f"cannot resolve {host!r}: {exc}") from None
+        addresses = [parse_host(info[4][0])[1] for info in infos]
+    for a in addresses:
+        kind = non_public(a)
+        if kind:
+            via = "" if str(connects_to(a)) == raw else f" ({connects_to(a)})"
+            raise HostNotAllowed(f"host {raw!r}{via} is {kind}; pass --allow-host {raw} "
+                                 "to load it")
+    return [host, *explicit]
+
+
 def cli_main(argv: list[str]) -> int:
     """`atge loadtest ...`: the last stdout line is the result as JSON. Exit 0 done, 1 aborted,
     2 bad arguments or a refused host."""
@@ -81,7 +116,7 @@ def cli_main(argv: list[str]) -> int:
         return int(exc.code or 0)
     try:
         spec = _spec_from_args(args)
-        allowed = [(urlsplit(spec.url).hostname or "").lower(), *args.allow_host]
+        allowed = _allowed_hosts(spec.url, args.allow_host)
         result = run_stage(spec, allowed_hosts=allowed, processes=args.processes)
     except (ValueError, HostNotAllowed) as exc:  # HostNotAllowed is a ValueError; named for readers
         print(f"atge loadtest: {exc}", file=sys.stderr)

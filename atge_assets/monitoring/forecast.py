@@ -54,12 +54,11 @@ import math
 import numbers
 from dataclasses import dataclass, field, fields
 from statistics import NormalDist
-from typing import Callable, Iterable, Sequence, TextIO
+from typing import Callable, Sequence
 
 import numpy as np
 
 from atge_assets.lib.jsonl import plain as _plain
-from atge_assets.lib.jsonl import run_jsonl
 
 OK = "ok"
 EXPECTED = "breach_expected"
@@ -567,31 +566,3 @@ def forecast(
         chosen["interval_high"], significant, noise,
         candidates={f.method: summary(f) for f in (hinge, holt, line)}, reasons=reasons, **base)
 
-
-def run_batch(lines: Iterable[str], out: TextIO, horizon_minutes: float = 30.0) -> int:
-    """`atge forecast --batch`: one JSON series per line in, one JSON forecast per line out.
-
-    In:  {"id": ..., "threshold": 250, "timestamps": [unix s, ...], "values": [number or null, ...],
-          optional "direction": "above"|"below", "now": unix s, "horizon_minutes": M}
-    Out: {"id": ..., "breach_expected": ..., "minutes_to_threshold": ..., "status": ...,
-    <other Forecast fields>, "error": null}, or for a line that cannot be forecast {"id": ...,
-    "error": "...", "status": null, "breach_expected": false, "breached_now": false, "alert": false,
-    "minutes_to_threshold": null}. Blank lines are skipped; returns the number of error lines.
-    """
-    def handle(row: dict) -> dict:
-        missing = [k for k in ("timestamps", "values") if not isinstance(row.get(k), list)]
-        if missing:
-            raise ValueError(f"{' and '.join(missing)} must be a list of numbers")
-        if "threshold" not in row:
-            raise ValueError("threshold is missing")
-        horizon = row.get("horizon_minutes", horizon_minutes)
-        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Real):
-            raise ValueError(f"horizon_minutes must be a number, got {horizon!r}")
-        f = forecast(row["timestamps"], row["values"], row["threshold"], horizon * 60.0,
-                     direction=row.get("direction", ABOVE), now=row.get("now")).as_dict()
-        return {"breach_expected": f.pop("breach_expected"),
-                "minutes_to_threshold": f.pop("minutes_to_threshold"), **f, "error": None}
-
-    return run_jsonl(lines, out, handle, {
-        "status": None, "breach_expected": False, "breached_now": False, "alert": False,
-        "minutes_to_threshold": None})

@@ -69,3 +69,33 @@ def test_cli_assign(tmp_path):
     assert cli_main(["assign", "--experiment", "bar", "--user", "1", "--variants", str(path)],
                        out=io.StringIO(), err=err) == 2
     assert "differs" in err.getvalue()
+
+
+def test_cli_keeps_absurd_money_out_and_reports_each_row(tmp_path):
+    import subprocess
+    import sys
+
+    from atge_assets.abtest.intake import MAX_ABS_PROFIT_LOSS
+
+    config = default_config()
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="") as f:
+        write_results_csv(simulate_results(config, 400, {HIGH: 0.55, MEDIUM: 0.65}, seed=3), f)
+        f.write(",gpt51-high,huge,10,0.5,win,1e308,1767225600\n"
+                ",gpt51-medium,neg,10,0.5,loss,-2e9,1767225601\n"
+                ",gpt51-high,inf,10,0.5,win,inf,1767225602\n"
+                f",gpt51-high,edge,10,0.5,win,{MAX_ABS_PROFIT_LOSS:.0f},1767225603\n")
+    out = subprocess.run([sys.executable, "-m", "atge_assets.cli", "abtest", "analyze",
+                          "--results", str(path), "--json"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert ("line 402: profit_loss '1e308' is beyond ±1,000,000,000 (row left out)"
+            in out.stderr)
+    assert "line 403: profit_loss '-2e9' is beyond ±1,000,000,000 (row left out)" in out.stderr
+    assert "line 404: profit_loss 'inf' is not a finite number (row left out)" in out.stderr
+    assert "line 405" not in out.stderr  # the limit itself is a (large) trade
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["bad_row_count"] == 3 and result["rows_used"] == 401
+    for v in result["variants"].values():
+        assert abs(v["avg_profit_loss"]) < MAX_ABS_PROFIT_LOSS

@@ -4,17 +4,20 @@ machine is: counts and caps are exact, and latencies are compared only where a s
 of 300 ms dwarfs any loopback noise."""
 
 import json
+import os
 import random
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from atge_assets.lib.http import HostNotAllowed
+from atge_assets.lib.http import HostNotAllowed, check_url
 from atge_assets.load.capacity import Thresholds, capacity_report
 from atge_assets.load.cli import cli_main
 from atge_assets.load.engine import run_stage, run_stages
@@ -359,3 +362,101 @@ def test_cli_open_model_and_abort_exit_code(scripted, capsys):
 def test_cli_bad_arguments_exit_2(argv, message, capsys):
     assert cli_main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+# -- whom `atge loadtest` may load ----------------------------------------------------------------
+class _Reached(Exception):
+    """Raised in place of the engine: the CLI got as far as handing it the stage."""
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """`run_stage` replaced by a recorder; no request leaves."""
+    import atge_assets.load.cli as load_cli
+
+    calls = []
+
+    def recorder(spec, *, allowed_hosts, processes=1):
+        calls.append((spec, list(allowed_hosts)))
+        raise _Reached()
+
+    monkeypatch.setattr(load_cli, "run_stage", recorder)
+    monkeypatch.delenv("ATGE_ALLOWED_HOSTS", raising=False)
+    return calls
+
+
+def test_cli_refuses_a_private_address_in_one_line_without_sending_anything():
+    env = {k: v for k, v in os.environ.items() if k != "ATGE_ALLOWED_HOSTS"}
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "atge_assets.cli", "loadtest", "--url",
+                          "http://10.0.0.5/", "--users", "10", "--duration", "30"],
+                         capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == ("atge loadtest: host '10.0.0.5' is a private address (RFC 1918); pass "
+                          "--allow-host 10.0.0.5 to load it\n")
+    assert time.monotonic() - started < 20  # refused at once, not after connection timeouts
+
+
+@pytest.mark.parametrize("host, kind", [
+    ("10.0.0.5", "private address (RFC 1918)"), ("172.16.0.1", "private address (RFC 1918)"),
+    ("192.168.1.20:8080", "private address (RFC 1918)"),
+    ("0x0a000005", "private address (RFC 1918)"), ("[::ffff:10.0.0.5]", "(RFC 1918)"),
+    ("100.64.0.1", "carrier-grade NAT"), ("[fd12:3456::1]", "unique-local IPv6"),
+    ("169.254.169.254", "metadata"), ("2852039166", "metadata"), ("[fe80::1]", "link-local"),
+    ("metadata.google.internal", "metadata"),
+])
+def test_cli_refuses_non_public_targets_unless_named(no_engine, capsys, host, kind):
+    assert cli_main(["--url", f"http://{host}/", "--users", "1", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("atge loadtest: host ") and kind in err and err.count("\n") == 1
+    assert no_engine == []
+
+
+def test_cli_loads_a_private_address_named_by_allow_host_or_the_environment(no_engine,
+                                                                             monkeypatch):
+    argv = ["--url", "http://10.0.0.5:8080/", "--users", "1", "--duration", "1"]
+    with pytest.raises(_Reached):
+        cli_main(argv + ["--allow-host", "10.0.0.5"])
+    monkeypatch.setenv("ATGE_ALLOWED_HOSTS", "*.vercel.app, 10.0.0.*")
+    with pytest.raises(_Reached):
+        cli_main(argv)
+    for spec, allowed in no_engine:  # and the engine's own check lets the stage through
+        assert check_url(spec.url, allowed) == "http://10.0.0.5:8080/"
+    # A named private host does not open link-local: `*` still refuses the metadata service.
+    monkeypatch.setenv("ATGE_ALLOWED_HOSTS", "*")
+    assert cli_main(["--url", "http://0xa9fea9fe/", "--users", "1", "--duration", "1"]) == 2
+    assert len(no_engine) == 2
+
+
+def test_cli_judges_a_name_by_what_it_resolves_to(no_engine, monkeypatch, capsys):
+    real = socket.getaddrinfo
+
+    def resolver(host, *args, **kw):
+        if host == "intranet.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.168.7.7", 80))]
+        if host == "app.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80))]
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    argv = ["--users", "1", "--duration", "1"]
+    assert cli_main(["--url", "http://intranet.example/"] + argv) == 2
+    assert capsys.readouterr().err == (
+        "atge loadtest: host 'intranet.example' (192.168.7.7) is a private address (RFC 1918); "
+        "pass --allow-host intranet.example to load it\n")
+    assert no_engine == []
+    with pytest.raises(_Reached):
+        cli_main(["--url", "http://intranet.example/", "--allow-host", "intranet.example"] + argv)
+    with pytest.raises(_Reached):  # a public name needs nothing more than its URL
+        cli_main(["--url", "https://app.example/"] + argv)
+    assert [s.url for s, _ in no_engine] == ["http://intranet.example/", "https://app.example/"]
+
+
+def test_cli_loads_its_own_loopback_url_as_before(scripted, capsys, monkeypatch):
+    monkeypatch.delenv("ATGE_ALLOWED_HOSTS", raising=False)
+    srv, url = scripted()
+    spelt = url.replace("127.0.0.1", "127.1")  # the same address, spelt as resolvers accept
+    assert cli_main(["--url", spelt, "--users", "1", "--duration", "5", "--max-requests", "3",
+                     "--json"]) == 0
+    out, _ = _last_json(capsys)
+    assert out["requests"] == 3 and srv.count == 3

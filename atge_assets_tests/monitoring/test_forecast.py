@@ -17,8 +17,8 @@ from atge_assets.monitoring.forecast import (
     OK,
     Forecast,
     forecast,
-    run_batch,
 )
+from atge_assets.monitoring.cli import MAX_BATCH_POINTS, run_batch
 from atge_assets_tests.conftest import plain_json
 
 NOW = 1_700_000_000.0
@@ -364,6 +364,36 @@ def test_run_batch_is_fast():
     start = time.perf_counter()
     assert run_batch(lines, io.StringIO()) == 0
     assert time.perf_counter() - start < 6.0  # ~0.7 s on a laptop core: hundreds a second
+
+
+
+def test_run_batch_wants_strictly_increasing_timestamps_and_caps_the_length():
+    t, y = series(seed=5)
+    n = MAX_BATCH_POINTS
+    long_t = [NOW - n + i for i in range(n)]
+    lines = [json.dumps({"id": i, "threshold": 500.0, "timestamps": ts, "values": vs})
+             for i, (ts, vs) in enumerate([
+                 (t[::-1], y[::-1]),  # newest first: a common export order
+                 (t[:5] + t[4:-1], y),  # one repeated
+                 (t[:-1] + [float("nan")], y),  # not a number at all: forecast() says so
+                 (t[:-1] + [True], y),
+                 (long_t, [100.0] * n),  # the cap itself is accepted
+                 (long_t + [NOW + 1], [100.0] * (n + 1)),
+             ])]
+    out = io.StringIO()
+    start = time.perf_counter()
+    assert run_batch(lines, out) == 5
+    assert time.perf_counter() - start < 10.0
+    rows = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert "timestamps[1] = " in rows[0]["error"] and "is before timestamps[0]" in rows[0]["error"]
+    assert rows[1]["error"].endswith(f"timestamps[5] = {t[4]!r} repeats timestamps[4] = {t[4]!r}")
+    assert "timestamps must be finite" in rows[2]["error"]
+    assert "timestamps: True is not a number" in rows[3]["error"]
+    assert rows[4]["error"] is None and rows[4]["n_points"] > 0
+    assert f"timestamps has {n + 1:,} points, over the limit of {n:,}" in rows[5]["error"]
+    assert [r.get("line") for r in rows] == [1, 2, 3, 4, None, 6]
+    # The function itself stays lenient: a retried scrape's repeated timestamp is averaged.
+    assert forecast(t[:5] + t[4:-1], y, 500.0).status == OK
 
 
 def test_holt_takes_over_only_where_the_hinge_cannot_follow_the_bend():

@@ -9,8 +9,14 @@ import socket
 import sys
 from urllib.parse import urlsplit
 
-from atge_assets.lib.http import (HostNotAllowed, check_url, connects_to, host_matches,
-                                  non_public, parse_host)
+from atge_assets.lib.http import (
+    HostNotAllowed,
+    check_url,
+    connects_to,
+    host_matches,
+    non_public,
+    parse_host,
+)
 from atge_assets.load.engine import run_stage
 from atge_assets.load.spec import LoadSpec
 

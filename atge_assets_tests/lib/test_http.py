@@ -7,7 +7,13 @@ import socket
 
 import pytest
 
-from atge_assets.lib.http import HostNotAllowed, check_url, host_matches, non_public, parse_host
+from atge_assets.lib.http import (
+    HostNotAllowed,
+    check_url,
+    host_matches,
+    non_public,
+    parse_host,
+)
 
 METADATA_SPELLINGS = [
     "169.254.169.254", "2852039166", "0xa9fea9fe", "0XA9FEA9FE", "0251.0376.0251.0376",

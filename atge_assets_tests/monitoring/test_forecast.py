@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from atge_assets.monitoring.cli import MAX_BATCH_POINTS, run_batch
 from atge_assets.monitoring.forecast import (
     BELOW,
     BREACHED,
@@ -18,7 +19,6 @@ from atge_assets.monitoring.forecast import (
     Forecast,
     forecast,
 )
-from atge_assets.monitoring.cli import MAX_BATCH_POINTS, run_batch
 from atge_assets_tests.conftest import plain_json
 
 NOW = 1_700_000_000.0

@@ -77,9 +77,8 @@ def parse(raw: str | None, default_since: int, now_ms: int) -> SensorCursor:
         since = default_since
     pending = [p for p in pending_raw if is_deployment_id(p)][:MAX_PENDING]
     dropped = [p for p in pending_raw if not is_deployment_id(p)][:MAX_PENDING]
-    tries = {k: v for k, v in tries.items() if k in pending or is_deployment_id(k)}
-    return SensorCursor(since, pending, acks, dict(list(tries.items())[:2 * MAX_PENDING]),
-                        rejected, dropped)
+    tries = {k: v for k, v in list(tries.items())[:2 * MAX_PENDING] if is_deployment_id(k)}
+    return SensorCursor(since, pending, acks, tries, rejected, dropped)
 
 
 def implausible(dep: Deployment, now_ms: int) -> str | None:

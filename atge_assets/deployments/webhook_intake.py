@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -39,6 +38,7 @@ from atge_assets.lib.history.engine import make_engine
 from atge_assets.lib.history.migrations import migrate
 from atge_assets.lib.history.schema import md
 from atge_assets.lib.history.schema import webhook_queue as _queue
+from atge_assets.lib.providers.base import is_deployment_id
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ QUEUED_TYPES = frozenset({"deployment.succeeded", "deployment.ready", "deploymen
 MAX_BODY = 1 << 20  # Vercel's deployment events are a few kB; git metadata is the bulk
 DEFAULT_PATH = "/webhooks/vercel"
 
-# The id becomes a Dagster partition key and a URL segment for the Vercel API (see vercel._seg).
-_DEPLOYMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -121,7 +119,7 @@ def parse_event(body: bytes, accept: Iterable[str] = QUEUED_TYPES) -> VercelEven
     dep_id = dep.get("id") if isinstance(dep, dict) else None
     if not isinstance(dep_id, str) or not dep_id:
         raise BadEvent(f"{event_type}: no string 'payload.deployment.id'")
-    if not _DEPLOYMENT_ID.match(dep_id):
+    if not is_deployment_id(dep_id):
         raise BadEvent(f"{event_type}: 'payload.deployment.id' is not a deployment id")
     project = payload.get("project")
     project_id = project.get("id") if isinstance(project, dict) else None

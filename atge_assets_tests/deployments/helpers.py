@@ -14,9 +14,10 @@ from atge_assets.deployments.sensors import build_deployment_sensor
 GRAPH = [benchmark_timings, baseline, baseline_comparison, smoke_tests, rollback, promotion]
 
 
-def tick(instance, resources, cursor=None):
-    """One real sensor evaluation; partitions it requests are added as the daemon would."""
-    sensor = build_deployment_sensor(interval_s=1, lookback_hours=1)
+def tick(instance, resources, cursor=None, **sensor_kw):
+    """One real sensor evaluation; partitions it requests are added as the daemon would.
+    `sensor_kw` go to build_deployment_sensor (tick_deadline_s, max_runs_per_tick, ...)."""
+    sensor = build_deployment_sensor(interval_s=1, lookback_hours=1, **sensor_kw)
     ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
                                   resources={"vercel": resources["vercel"],
                                              "history": resources["history"]})

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 READY = "READY"
 # States after which a deployment never becomes READY: the sensor stops watching them.
 TERMINAL_NOT_READY = {"ERROR", "CANCELED", "DELETED"}
+
+# A deployment id becomes a Dagster partition key, a run key and a URL segment of the provider's
+# API, from whichever door it came in (the poll, the webhook intake, a cursor): one rule for all.
+DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def is_deployment_id(value: object) -> bool:
+    return isinstance(value, str) and DEPLOYMENT_ID.fullmatch(value) is not None
 
 
 class ProviderError(RuntimeError):
@@ -16,6 +25,10 @@ class ProviderError(RuntimeError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class DeadlineExceeded(ProviderError):
+    """The caller's time budget ran out before the provider answered; nothing was decided."""
 
 
 class MalformedPayload(ValueError):

@@ -7,25 +7,36 @@
 - promo  POST /v10/projects/{projectId}/promote/{deploymentId}
 
 Timeouts on every call; 429 waits until `x-ratelimit-reset` (epoch seconds) and 5xx backs off,
-both capped. The token goes in the Authorization header only: never in an error message.
+both capped. A request is cut at a total deadline however slowly the server trickles its answer
+(headers or body), and a caller with a time budget (`deadline`) is never slept or kept past it.
+The token goes in the Authorization header only: it (and any secret given) is scrubbed from every
+error message and malformed-entry report, since a hostile or buggy API may echo it back.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import socket
+import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from atge_assets.lib.providers.base import (
+    DeadlineExceeded,
     Deployment,
     DeploymentPage,
     MalformedPayload,
     ProviderError,
+    is_deployment_id,
 )
+from atge_assets.lib.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,9 @@ def parse_deployment(raw: Any) -> Deployment:
     created = raw.get("createdAt", raw.get("created"))
     if isinstance(created, bool) or not isinstance(created, (int, float)):
         raise MalformedPayload(f"deployment {dep_id}: 'created' is not a number")
+    if isinstance(created, float) and not math.isfinite(created):
+        # JSON from Python or JavaScript servers can carry NaN/Infinity; neither is a time.
+        raise MalformedPayload(f"deployment {dep_id}: 'created' is {created}, not a time")
     target = raw.get("target")
     if target is not None and not isinstance(target, str):
         raise MalformedPayload(f"deployment {dep_id}: 'target' is not a string")
@@ -69,12 +83,19 @@ class VercelClient:
         base_url: str = DEFAULT_BASE_URL,
         team_id: str | None = None,
         timeout_s: float = 10.0,
+        total_timeout_s: float = 30.0,
         max_attempts: int = 4,
         max_wait_s: float = 30.0,
         page_limit: int = 100,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        secrets: Iterable[str] = (),
+        deadline: float | None = None,
     ):
+        """`timeout_s` bounds each connect or read, `total_timeout_s` each request as a whole;
+        `deadline` (a `time.monotonic()` value, also settable later) is the caller's budget for
+        every call, retries and waits included; `secrets` are scrubbed from errors besides the
+        token."""
         if not token:
             raise ValueError("a Vercel token is required (set VERCEL_TOKEN)")
         if not project_id:
@@ -82,6 +103,11 @@ class VercelClient:
         self.project_id = project_id
         self.team_id = team_id or None
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.total_timeout_s = total_timeout_s
+        self.deadline = deadline
+        self._secrets = [token, *(s for s in secrets if s)]
+        self._socket: socket.socket | None = None  # of the pool's connection, for the watchdog
         self.max_attempts = max_attempts
         self.max_wait_s = max_wait_s
         self.page_limit = page_limit
@@ -102,15 +128,38 @@ class VercelClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def redact(self, text: str) -> str:
+        """`text` without the token or any configured secret: for anything we log or store."""
+        return redact(text, self._secrets)
+
+    def remaining_s(self) -> float:
+        """What is left of the caller's budget (infinite without a deadline)."""
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
+
     # -- HTTP with retries -------------------------------------------------------------------
-    def _wait_for(self, status: int, headers: httpx.Headers, attempt: int) -> float:
+    def _wait_for(self, method: str, path: str, status: int, headers: httpx.Headers,
+                  attempt: int) -> float:
         if status == 429:
-            reset = headers.get("x-ratelimit-reset")
             try:
-                return min(self.max_wait_s, max(0.0, float(reset) - time.time()) + 0.05)
+                reset = float(headers.get("x-ratelimit-reset"))
             except (TypeError, ValueError):
-                pass
+                reset = math.nan
+            if math.isfinite(reset):
+                wait = max(0.0, reset - time.time()) + 0.05
+                if wait >= self.remaining_s():
+                    # Sleeping would outlive the caller (a sensor tick, a code server's deadline):
+                    # say when to come back instead.
+                    at = datetime.fromtimestamp(min(reset, 4e10), UTC)
+                    raise ProviderError(
+                        f"rate limited on {method} {path} until {at:%Y-%m-%d %H:%M:%S} UTC "
+                        f"(in {wait:.0f} s), past this call's deadline", status=429)
+                return min(self.max_wait_s, wait)
         return min(self.max_wait_s, 0.5 * 2**attempt)
+
+    def _pause(self, seconds: float, why: str) -> None:
+        if seconds >= self.remaining_s():
+            raise DeadlineExceeded(f"{why}; no time left to retry before the deadline")
+        self._sleep(seconds)
 
     def _request(self, method: str, path: str, params: dict | None = None,
                  done: Callable[[], bool] | None = None) -> Any:
@@ -120,25 +169,42 @@ class VercelClient:
         params = {k: v for k, v in (params or {}).items() if v is not None}
         if self.team_id:
             params["teamId"] = self.team_id
-        last = ""
+        last, last_status = "", None
         for attempt in range(self.max_attempts):
             if attempt and done is not None and done():
                 return None
+            remaining = self.remaining_s()
+            if remaining <= 0:
+                raise DeadlineExceeded(f"deadline reached before {method} {path}"
+                                       + (f" (last try: {last})" if last else ""))
+            cut_at = time.monotonic() + min(self.total_timeout_s, remaining)
             try:
-                status, headers, body = self._send(method, path, params)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__} calling {method} {path}"
+                status, headers, body = self._send(method, path, params, cut_at)
+            except _Cut:
+                if self.remaining_s() <= 0:
+                    raise DeadlineExceeded(f"{method} {path} was still answering at the "
+                                           "deadline; cut") from None
+                last, last_status = (f"{method} {path} took over {self.total_timeout_s:g} s; "
+                                     "cut"), None
                 if attempt + 1 < self.max_attempts:
-                    self._sleep(min(self.max_wait_s, 0.5 * 2**attempt))
+                    self._pause(min(self.max_wait_s, 0.5 * 2**attempt), last)
+                continue
+            except httpx.HTTPError as exc:
+                last, last_status = f"{type(exc).__name__} calling {method} {path}", None
+                if attempt + 1 < self.max_attempts:
+                    self._pause(min(self.max_wait_s, 0.5 * 2**attempt), last)
                 continue
             if status == 429 or status >= 500:
-                last = f"HTTP {status} from {method} {path}"
+                last, last_status = f"HTTP {status} from {method} {path}", status
+                detail = self.redact(_error_message(body))
+                if detail:
+                    last += f": {detail}"
                 if attempt + 1 < self.max_attempts:
-                    self._sleep(self._wait_for(status, headers, attempt))
+                    self._pause(self._wait_for(method, path, status, headers, attempt), last)
                 continue
             if status >= 400:
-                raise ProviderError(f"HTTP {status} from {method} {path}: {_error_message(body)}",
-                                    status=status)
+                raise ProviderError(f"HTTP {status} from {method} {path}: "
+                                    f"{self.redact(_error_message(body))}", status=status)
             if not body:
                 return None
             try:
@@ -147,18 +213,56 @@ class VercelClient:
                 raise MalformedPayload(f"{method} {path} answered non-JSON") from None
         if done is not None and done():
             return None
-        raise ProviderError(f"gave up after {self.max_attempts} attempts: {last}")
+        raise ProviderError(f"gave up after {self.max_attempts} attempts: {last}",
+                            status=last_status)
 
-    def _send(self, method: str, path: str, params: dict) -> tuple[int, httpx.Headers, bytes]:
-        # Streamed with a cap: a runaway or hostile answer must not exhaust memory.
-        with self._client.stream(method, path, params=params) as resp:
-            body = bytearray()
-            for chunk in resp.iter_bytes():
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise MalformedPayload(
-                        f"{method} {path} answered more than {MAX_RESPONSE_BYTES} bytes")
-            return resp.status_code, resp.headers, bytes(body)
+    def _send(self, method: str, path: str, params: dict,
+              cut_at: float) -> tuple[int, httpx.Headers, bytes]:
+        # httpx's timeouts bound each read, not the whole: a server trickling a byte a second
+        # never trips them. A watchdog shuts the connection's socket at `cut_at`, which wakes
+        # a read blocked in the headers or the body alike.
+        timeout = httpx.Timeout(max(0.01, min(self.timeout_s, cut_at - time.monotonic())))
+        watchdog = threading.Timer(max(0.0, cut_at - time.monotonic()), self._cut_connection)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            # Streamed with a cap: a runaway or hostile answer must not exhaust memory.
+            with self._client.stream(method, path, params=params, timeout=timeout,
+                                     extensions={"trace": self._trace}) as resp:
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise MalformedPayload(
+                            f"{method} {path} answered more than {MAX_RESPONSE_BYTES} bytes")
+                    if time.monotonic() >= cut_at:
+                        raise _Cut()
+                return resp.status_code, resp.headers, bytes(body)
+        except httpx.HTTPError:
+            if time.monotonic() >= cut_at:
+                raise _Cut() from None
+            raise
+        finally:
+            watchdog.cancel()
+
+    def _trace(self, event: str, info: dict) -> None:
+        # The client is used by one caller at a time, so the pool holds one connection: the
+        # newest socket (after TLS, if any) is the one a request is reading from.
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                self._socket = sock
+
+    def _cut_connection(self) -> None:
+        sock = self._socket
+        if sock is not None:
+            try:
+                # socket.socket's own shutdown, not SSLSocket's, which would drop its TLS state
+                # under the reading thread's feet.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # -- API ---------------------------------------------------------------------------------
     def list_deployments(self, since_ms: int | None = None, target: str | None = None,
@@ -177,7 +281,7 @@ class VercelClient:
                 try:
                     deployments.append(parse_deployment(raw))
                 except MalformedPayload as exc:
-                    malformed.append(str(exc))
+                    malformed.append(self.redact(str(exc)))
             nxt = (body.get("pagination") or {}).get("next")
             if not isinstance(nxt, (int, float)) or isinstance(nxt, bool) or nxt == until:
                 break
@@ -187,7 +291,11 @@ class VercelClient:
         return DeploymentPage(deployments, malformed)
 
     def get_deployment(self, deployment_id: str) -> Deployment:
-        return parse_deployment(self._request("GET", f"/v13/deployments/{_seg(deployment_id)}"))
+        body = self._request("GET", f"/v13/deployments/{_dep_seg(deployment_id)}")
+        try:
+            return parse_deployment(body)
+        except MalformedPayload as exc:
+            raise MalformedPayload(self.redact(str(exc))) from None
 
     def production_deployment_id(self) -> str | None:
         body = self._request("GET", f"/v9/projects/{_seg(self.project_id)}")
@@ -197,11 +305,13 @@ class VercelClient:
 
     def rollback(self, deployment_id: str) -> None:
         """Make `deployment_id` production again; at most one effective call, retries included."""
-        self._request("POST", f"/v1/projects/{_seg(self.project_id)}/rollback/{_seg(deployment_id)}",
+        project, dep = _seg(self.project_id), _dep_seg(deployment_id)
+        self._request("POST", f"/v1/projects/{project}/rollback/{dep}",
                       done=lambda: self._is_production(deployment_id))
 
     def promote(self, deployment_id: str) -> None:
-        self._request("POST", f"/v10/projects/{_seg(self.project_id)}/promote/{_seg(deployment_id)}",
+        project, dep = _seg(self.project_id), _dep_seg(deployment_id)
+        self._request("POST", f"/v10/projects/{project}/promote/{dep}",
                       done=lambda: self._is_production(deployment_id))
 
     def _is_production(self, deployment_id: str) -> bool:
@@ -219,9 +329,19 @@ class VercelClient:
         return [host]
 
 
+class _Cut(Exception):
+    """A request reached its total deadline."""
+
+
 def _seg(value: str) -> str:
     if not value or "/" in value or "?" in value or "#" in value or ".." in value:
-        raise ValueError(f"not a valid id: {value!r}")
+        raise ValueError(f"not a valid id: {value!r:.140}")
+    return value
+
+
+def _dep_seg(value: str) -> str:
+    if not is_deployment_id(value):
+        raise ValueError(f"not a deployment id: {value!r:.140}")
     return value
 
 

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from atge_assets.lib.providers.base import MalformedPayload, ProviderError
+from atge_assets.lib.providers.base import DeadlineExceeded, MalformedPayload, ProviderError
 from atge_assets.lib.providers.vercel import VercelClient, parse_deployment
 from atge_assets_tests.conftest import TOKEN, fault
 
@@ -156,3 +156,78 @@ def test_ids_with_path_characters_are_refused(sandbox):
     with client_for(sandbox) as c:
         with pytest.raises(ValueError):
             c.rollback("../v9/projects")
+
+
+@pytest.mark.parametrize("created", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_created_is_malformed_not_a_crash(sandbox, created):
+    sandbox.state.api_faults.append(fault(200, body={"deployments": [
+        {"uid": "dpl_odd", "url": "x.vercel.app", "createdAt": created, "state": "READY"},
+        {"uid": "dpl_ok", "url": "x.vercel.app", "createdAt": 1, "state": "READY"},
+    ], "pagination": {"next": None}}))
+    with client_for(sandbox) as c:
+        page = c.list_deployments()
+    assert [d.id for d in page.deployments] == ["dpl_ok"]
+    assert len(page.malformed) == 1 and "dpl_odd" in page.malformed[0]
+
+
+def test_rate_limit_past_the_deadline_says_when_instead_of_sleeping(sandbox):
+    slept: list[float] = []
+    sandbox.state.api_faults.append(fault(429, {"x-ratelimit-reset": str(int(time.time()) + 3600)}))
+    with client_for(sandbox, sleep=slept.append, deadline=time.monotonic() + 5) as c:
+        with pytest.raises(ProviderError) as err:
+            c.production_deployment_id()
+    assert slept == []
+    assert err.value.status == 429 and "rate limited" in str(err.value) and "UTC" in str(err.value)
+
+
+def test_backoff_never_sleeps_past_the_deadline(sandbox):
+    slept: list[float] = []
+    sandbox.state.api_faults.extend([fault(503)] * 4)
+    with client_for(sandbox, sleep=slept.append, deadline=time.monotonic() + 1.2) as c:
+        with pytest.raises(DeadlineExceeded, match="HTTP 503"):
+            c.production_deployment_id()
+    assert slept == [0.5, 1.0]  # the 2 s pause would have outlived the budget
+
+
+def test_no_call_starts_after_the_deadline(sandbox):
+    with client_for(sandbox, deadline=time.monotonic() - 1) as c:
+        with pytest.raises(DeadlineExceeded, match="before GET"):
+            c.production_deployment_id()
+
+
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_trickled_answer_is_cut_by_the_total_timeout(mode):
+    from atge_assets_tests.deployments.hostile_api import hostile_api
+
+    with hostile_api() as api:
+        api.trickle, api.trickle_s = mode, 0.1  # a few kB: minutes in all
+        api.add("dpl_a", 1)
+        t0 = time.monotonic()
+        with VercelClient(TOKEN, "p", base_url=api.url, timeout_s=5, total_timeout_s=1.0,
+                          max_attempts=1) as c:
+            with pytest.raises(ProviderError, match="took over 1 s; cut"):
+                c.list_deployments()
+        assert time.monotonic() - t0 < 10  # each byte came within the 5 s read timeout
+
+
+def test_error_bodies_never_carry_the_token_or_a_configured_secret(sandbox):
+    echo = {"error": {"message": f"Bearer {TOKEN} rejected; hook whsec_abc123 unknown"}}
+    sandbox.state.api_faults.append(fault(400, body=echo))
+    sandbox.state.api_faults.extend([fault(500, body=echo)] * 2)
+    with client_for(sandbox, secrets=["whsec_abc123"], sleep=lambda s: None,
+                    max_attempts=2) as c:
+        with pytest.raises(ProviderError) as e400:
+            c.list_deployments()
+        with pytest.raises(ProviderError) as e500:
+            c.list_deployments()
+    for err in (e400.value, e500.value):
+        assert "***" in str(err), str(err)
+        assert TOKEN not in str(err) and "whsec_abc123" not in str(err)
+
+
+@pytest.mark.parametrize("bad", ["dpl_a/../b", "d" * 300, "dpl_x\n", ""])
+def test_deployment_ids_are_checked_before_any_call(sandbox, bad):
+    with client_for(sandbox) as c:
+        for call in (c.get_deployment, c.rollback, c.promote):
+            with pytest.raises(ValueError, match="not a deployment id"):
+                call(bad)

@@ -5,7 +5,10 @@ import dagster as dg
 
 from atge_assets.deployments import assets
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
-from atge_assets.deployments.sensors import build_deployment_sensor
+from atge_assets.deployments.sensors import (
+    build_deployment_sensor,
+    build_releases_sensor,
+)
 from atge_assets.lib.definitions import protection_bypass
 
 
@@ -23,7 +26,8 @@ def defs(settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets]),
         jobs=[assets.benchmark_job, assets.releases_job],
-        sensors=[build_deployment_sensor(settings.shared.sensor_interval_s, d.lookback_hours)],
+        sensors=[build_deployment_sensor(settings.shared.sensor_interval_s, d.lookback_hours),
+                 build_releases_sensor(settings.shared.sensor_interval_s)],
         resources={
             "benchmark": benchmark_resource(settings),
             "policy": ReleasePolicyResource(dry_run=settings.shared.dry_run,

@@ -13,7 +13,7 @@ import dagster as dg
 import httpx
 
 from atge_assets.deployments import cursor as cursor_mod
-from atge_assets.deployments.assets import benchmark_job
+from atge_assets.deployments.assets import benchmark_job, releases_job
 from atge_assets.deployments.cursor import MAX_PENDING
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
@@ -184,3 +184,21 @@ def _record(context: dg.SensorEvaluationContext, history: HistoryResource, clien
     store = DeploymentHistory(history.engine())
     for source, details in by_source.items():
         store.record_rejected(source, details)
+
+
+def build_releases_sensor(interval_s: int = 10) -> dg.SensorDefinition:
+    @dg.run_status_sensor(
+        name="releases_after_decision",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[benchmark_job],
+        request_job=releases_job,
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Refreshes the releases table after every benchmark run, so it shows each "
+        "decision as soon as it is made.",
+    )
+    def releases_after_decision(context: dg.RunStatusSensorContext):
+        # One refresh per benchmark run; the run key makes a re-evaluated tick harmless.
+        return dg.RunRequest(run_key=f"releases:{context.dagster_run.run_id}")
+
+    return releases_after_decision

@@ -28,7 +28,7 @@ def resolve(client, allowed: list[str], store: DeploymentHistory, dep_id: str,
     as a `refused` decision: nothing is ever sent there."""
     try:
         dep = client.get_deployment(dep_id)
-    except (ProviderError, MalformedPayload) as exc:
+    except (ProviderError, MalformedPayload, ValueError) as exc:  # ValueError: not an id at all
         raise NotBenchmarkable(f"could not read deployment {dep_id} from the provider: {exc}") \
             from exc
     store.upsert_deployment(dep)

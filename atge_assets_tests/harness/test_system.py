@@ -40,6 +40,12 @@ def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
                                       if slow in g["json"].get("text", "")
                                       and "olled back" in g["json"]["text"]], 60)
             assert len(msg) == 1 and msg[0]["blocks"]
+            # The releases table is refreshed by itself and tells that deployment's fate.
+            # (A refresh made while its run was still going says "pending": wait past it.)
+            fate = s.wait_for(lambda: _releases(s.ui_url).get(slow, {}).get("decision") not in
+                              (None, "pending") and _releases(s.ui_url)[slow]["decision"], 120)
+            assert fate == "rolled_back"
+            assert _releases(s.ui_url)[slow]["rollback_to"] == first
             # Issue 5: a healthy preview becomes production by itself.
             preview = s.deploy(target="preview")
             s.wait_for(lambda: s.status()["production"] == preview, 240)
@@ -66,3 +72,26 @@ class _Closing:
 
     def close(self):
         self.s.dispose()
+
+
+RELEASES = """{ assetOrError(assetKey: {path: ["releases"]}) { ... on Asset {
+  assetMaterializations(limit: 1) { metadataEntries { label
+    ... on TableMetadataEntry { table { records } } } } } } }"""
+
+
+def _releases(ui_url: str) -> dict[str, dict]:
+    """The newest `releases` table, by deployment, read through the webserver's GraphQL API."""
+    import json
+
+    import httpx
+
+    try:
+        data = httpx.post(ui_url + "/graphql", json={"query": RELEASES}, timeout=10).json()
+        mats = data["data"]["assetOrError"].get("assetMaterializations") or []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    for entry in (mats[0]["metadataEntries"] if mats else []):
+        if entry["label"] == "releases":
+            rows = [json.loads(r) for r in entry["table"]["records"]]
+            return {r["deployment"]: r for r in rows}
+    return {}

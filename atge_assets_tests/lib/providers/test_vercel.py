@@ -2,7 +2,11 @@ import time
 
 import pytest
 
-from atge_assets.lib.providers.base import DeadlineExceeded, MalformedPayload, ProviderError
+from atge_assets.lib.providers.base import (
+    DeadlineExceeded,
+    MalformedPayload,
+    ProviderError,
+)
 from atge_assets.lib.providers.vercel import VercelClient, parse_deployment
 from atge_assets_tests.conftest import TOKEN, fault
 

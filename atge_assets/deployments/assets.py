@@ -34,6 +34,10 @@ from atge_assets.notify.resources import NotifierResource
 GROUP = "deployments"
 
 
+def _round(x, digits: int = 1):
+    return None if x is None else round(x, digits)
+
+
 def _fmt(x, pattern="{:.1f}") -> str:
     return "–" if x is None else pattern.format(x)
 
@@ -257,33 +261,38 @@ def baseline_comparison(
         context.log.warning(event.title)
         for d in notifier.send(event, store.engine):
             context.log.info(f"notification: {d}")
-    lines = [f"**{dep_id}: {overall}**", ""]
+    head = cmp.summary(dep_id, overall, rows)
+    # The judge's first reason starts with the verdict already: not said twice.
+    lines = [f"**{head}**", ""] + [f"- `{r['metric']}` " + "; ".join(r["details"]["reasons"])
+                                   for r in rows]
     table = []
     for r in rows:
         ch = r["change"]
-        lines.append(f"- `{r['metric']}` {r['verdict']}: " + "; ".join(r["details"]["reasons"]))
         table.append(dg.TableRecord({
-            "metric": r["metric"], "current_ms": r["current_ms"], "baseline_ms": r["baseline_ms"],
-            "change_pct": None if ch is None else round(ch * 100, 2),
-            "threshold_pct": round(r["threshold"] * 100, 2), "verdict": r["verdict"],
-            "p_value": r["p_value"], "baseline_source": r["baseline_source"],
+            "metric": r["metric"], "current_ms": _round(r["current_ms"]),
+            "baseline_ms": _round(r["baseline_ms"]),
+            "change_pct": None if ch is None else round(ch * 100, 1),
+            "threshold_pct": round(r["threshold"] * 100, 1), "verdict": r["verdict"],
+            "p_value": "" if r["p_value"] is None else f"{r['p_value']:.1e}",
+            "baseline_source": r["baseline_source"],
         }))
         context.log.info(f"{r['metric']}: {r['verdict']} ({_fmt(ch and ch * 100, '{:+.1f}')}% "
                          f"vs {r['baseline_source']})")
     return dg.MaterializeResult(metadata={
+        "summary": dg.MetadataValue.md(head),
         "verdict": overall,
         "comparison": dg.MetadataValue.table(table, schema=dg.TableSchema(columns=[
             dg.TableColumn("metric", "string"), dg.TableColumn("current_ms", "float"),
             dg.TableColumn("baseline_ms", "float"), dg.TableColumn("change_pct", "float"),
             dg.TableColumn("threshold_pct", "float"), dg.TableColumn("verdict", "string"),
-            dg.TableColumn("p_value", "float"), dg.TableColumn("baseline_source", "string"),
+            dg.TableColumn("p_value", "string"), dg.TableColumn("baseline_source", "string"),
         ])),
         "reasons": dg.MetadataValue.md("\n".join(lines)),
         "rounds": dg.MetadataValue.md("\n".join(
             f"{r['round']}. {r['samples']} samples: {r['verdicts']}" for r in rounds)),
         "alerts": dg.MetadataValue.md("\n".join(f"- {e.title}" for e in alerts) or "none"),
-        "max_change_pct": max((r["change"] * 100 for r in rows if r["change"] is not None),
-                              default=None) or 0.0,
+        "max_change_pct": round(max((r["change"] * 100 for r in rows
+                                     if r["change"] is not None), default=None) or 0.0, 1),
     })
 
 
@@ -427,6 +436,7 @@ def rollback(
             known_good_id=good[0].id if good else None, existing=existing, dry_run=policy.dry_run,
             smoke_failed=sorted(n for n, r in store.latest_smoke(dep_id).items()
                                 if not r["passed"]),
+            regressed_metrics=cmp.regressed_metrics(store.latest_comparison_rows(dep_id)),
         )
         action = plan.action
         waiting = store.unjudged_production_before(dep.created_ms) if not good else []

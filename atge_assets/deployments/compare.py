@@ -83,6 +83,38 @@ def compare(suite: Suite, baseline: dict[str, dict], candidate: dict[str, Sample
     return rows
 
 
+_WORDS = {"regressed": "regressed", "inconclusive": "is undecided", "improved": "improved",
+          "pass": "passed"}
+
+
+def summary(dep_id: str, overall: str, rows: Sequence[dict]) -> str:
+    """The first line a person reads: what happened, and why, in the metrics' own numbers."""
+    def change(r) -> str:
+        return "n/a" if r["change"] is None else f"{r['change'] * 100:+.1f}%"
+
+    def why(r) -> str:
+        cur, base = r["current_ms"], r["baseline_ms"]
+        ms = f" ({cur:.1f} ms vs {base:.1f} ms)" if cur is not None and base is not None else ""
+        first = (r["details"].get("reasons") or [""])[0]
+        return f"{r['metric']} {change(r)}{ms}: {first.split(': ', 1)[-1]}"
+
+    if overall == "pass" or not rows:
+        top = max(rows, key=lambda r: abs(r["change"] or 0), default=None)
+        return f"{dep_id} passed: every metric within its threshold" + (
+            f" (largest change: {top['metric']} {change(top)})." if top else ".")
+    hit = [r for r in rows if r["verdict"] == overall] or list(rows)
+    return f"{dep_id} {_WORDS.get(overall, overall)}: " + "; ".join(why(r) for r in hit)
+
+
+def regressed_metrics(rows: Sequence[dict]) -> str:
+    """`end_to_end +31.2% (195.3 ms vs 148.9 ms), ...` for the regressed rows of a comparison."""
+    return ", ".join(
+        f"{r['metric']} " + ("n/a" if r["change"] is None else f"{r['change'] * 100:+.1f}%")
+        + (f" ({r['current_ms']:.1f} ms vs {r['baseline_ms']:.1f} ms)"
+           if r["current_ms"] is not None and r["baseline_ms"] is not None else "")
+        for r in rows if r["verdict"] == judge_mod.REGRESSED)
+
+
 def overall_verdict(rows: Sequence[dict]) -> str:
     """One regressed metric regresses the deployment; unsure beats fine; all better is improved."""
     verdicts = [r["verdict"] for r in rows]
@@ -112,6 +144,7 @@ def plan_rollback(
     existing: dict | None,
     dry_run: bool,
     smoke_failed: Sequence[str] = (),
+    regressed_metrics: str = "",
 ) -> RollbackPlan:
     """Decide what the rollback asset does. Every path returns a reason a person can read.
 
@@ -128,7 +161,8 @@ def plan_rollback(
     if verdict is None and not smoke_failed:
         return RollbackPlan("skipped", "no comparison recorded for this deployment")
     if verdict == judge_mod.REGRESSED:
-        why = "regressed beyond the threshold"
+        why = "regressed beyond the threshold" + (f": {regressed_metrics}" if regressed_metrics
+                                                  else "")
     elif smoke_failed:
         why = f"smoke tests failed: {', '.join(smoke_failed)}"
     else:

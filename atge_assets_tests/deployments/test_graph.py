@@ -33,6 +33,13 @@ def test_slow_production_deployment_is_rolled_back_and_healthy_one_kept(
     assert 15 < rows["end_to_end"]["change_pct"] < 50
     rb = metadata(r2, "rollback")
     assert rb["decision"] == "rolled_back" and rb["rollback_to"] == healthy
+    # What happened and why, in words and the metrics' own numbers, said once.
+    assert cmp["summary"].startswith(f"{slow} regressed: ") and "ms vs" in cmp["summary"]
+    assert "regressed: regressed" not in cmp["reasons"]
+    assert rb["reason"].startswith("regressed beyond the threshold: ")
+    assert "end_to_end +" in rb["reason"] and " ms vs " in rb["reason"]
+    assert rows["end_to_end"]["p_value"].count("e-") == 1  # 1.2e-05: two digits
+    assert rows["end_to_end"]["current_ms"] == round(rows["end_to_end"]["current_ms"], 1)
     st = sandbox.state.status()
     assert st["production"] == healthy
     assert st["rollbacks"] == [dict(st["rollbacks"][0], **{"from": slow, "to": healthy})]

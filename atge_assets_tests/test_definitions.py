@@ -4,6 +4,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from atge_assets_tests.conftest import PROJECT_ROOT
 
 BIN = PROJECT_ROOT / ".venv/bin" if (PROJECT_ROOT / ".venv/bin/dagster").exists() \
-    else __import__("pathlib").Path(sys.executable).parent
+    else Path(sys.executable).parent
 
 
 @pytest.fixture

@@ -87,32 +87,34 @@ _WORDS = {"regressed": "regressed", "inconclusive": "is undecided", "improved": 
           "pass": "passed"}
 
 
+def change_text(change: float | None) -> str:
+    """A relative change as a person reads it: `+31.2%`, or `n/a` when there is none."""
+    return "n/a" if change is None else f"{change * 100:+.1f}%"
+
+
+def metric_change(r: dict) -> str:
+    """`end_to_end +31.2% (195.3 ms vs 148.9 ms)` for one row of a comparison."""
+    cur, base = r["current_ms"], r["baseline_ms"]
+    ms = f" ({cur:.1f} ms vs {base:.1f} ms)" if cur is not None and base is not None else ""
+    return f"{r['metric']} {change_text(r['change'])}{ms}"
+
+
 def summary(dep_id: str, overall: str, rows: Sequence[dict]) -> str:
     """The first line a person reads: what happened, and why, in the metrics' own numbers."""
-    def change(r) -> str:
-        return "n/a" if r["change"] is None else f"{r['change'] * 100:+.1f}%"
-
-    def why(r) -> str:
-        cur, base = r["current_ms"], r["baseline_ms"]
-        ms = f" ({cur:.1f} ms vs {base:.1f} ms)" if cur is not None and base is not None else ""
-        first = (r["details"].get("reasons") or [""])[0]
-        return f"{r['metric']} {change(r)}{ms}: {first.split(': ', 1)[-1]}"
-
     if overall == "pass" or not rows:
         top = max(rows, key=lambda r: abs(r["change"] or 0), default=None)
         return f"{dep_id} passed: every metric within its threshold" + (
-            f" (largest change: {top['metric']} {change(top)})." if top else ".")
+            f" (largest change: {top['metric']} {change_text(top['change'])})." if top else ".")
     hit = [r for r in rows if r["verdict"] == overall] or list(rows)
-    return f"{dep_id} {_WORDS.get(overall, overall)}: " + "; ".join(why(r) for r in hit)
+    # The judge's first reason starts with the verdict, already said here.
+    return f"{dep_id} {_WORDS.get(overall, overall)}: " + "; ".join(
+        f"{metric_change(r)}: {(r['details'].get('reasons') or [''])[0].split(': ', 1)[-1]}"
+        for r in hit)
 
 
 def regressed_metrics(rows: Sequence[dict]) -> str:
     """`end_to_end +31.2% (195.3 ms vs 148.9 ms), ...` for the regressed rows of a comparison."""
-    return ", ".join(
-        f"{r['metric']} " + ("n/a" if r["change"] is None else f"{r['change'] * 100:+.1f}%")
-        + (f" ({r['current_ms']:.1f} ms vs {r['baseline_ms']:.1f} ms)"
-           if r["current_ms"] is not None and r["baseline_ms"] is not None else "")
-        for r in rows if r["verdict"] == judge_mod.REGRESSED)
+    return ", ".join(metric_change(r) for r in rows if r["verdict"] == judge_mod.REGRESSED)
 
 
 def overall_verdict(rows: Sequence[dict]) -> str:

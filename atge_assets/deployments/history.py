@@ -270,10 +270,12 @@ class DeploymentHistory(History):
                 .join(last_run, sa.and_(comparisons.c.run_id == last_run.c.run_id,
                                         comparisons.c.deployment_id == last_run.c.deployment_id))
                 .order_by(comparisons.c.id)).mappings().all()
-        for d in deps:
-            d["decisions"] = [dict(x) for x in decided if x["deployment_id"] == d["id"]]
-            d["metrics"] = [dict(x) for x in compared if x["deployment_id"] == d["id"]]
-        return deps
+        by_dep: dict[str, dict[str, list]] = {d["id"]: {"decisions": [], "metrics": []}
+                                               for d in deps}
+        for key, rows in (("decisions", decided), ("metrics", compared)):
+            for x in rows:
+                by_dep[x["deployment_id"]][key].append(dict(x))
+        return [{**d, **by_dep[d["id"]]} for d in deps]
 
     def decisions_for(self, deployment_id: str) -> list[dict]:
         with self.engine.connect() as conn:

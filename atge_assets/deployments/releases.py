@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timezone
 
+from atge_assets.deployments.compare import change_text
+
 COLUMNS = ("deployment", "created", "target", "verdict", "changes", "decision", "reason",
            "rollback_to", "run", "url")
 
@@ -24,9 +26,7 @@ def decision_of(target: str, decisions: list[dict]) -> dict | None:
 def changes_text(metrics: list[dict]) -> str:
     """`end_to_end +31.2% regressed, ai_analysis +0.4% pass`: the regressed ones first."""
     ordered = sorted(metrics, key=lambda m: m["verdict"] != "regressed")
-    return ", ".join(
-        f"{m['metric']} " + ("n/a" if m["change"] is None else f"{m['change'] * 100:+.1f}%")
-        + f" {m['verdict']}" for m in ordered)
+    return ", ".join(f"{m['metric']} {change_text(m['change'])} {m['verdict']}" for m in ordered)
 
 
 def release_rows(deployments: list[dict], run_url) -> list[dict]:

@@ -86,6 +86,11 @@ def cron(env: Env, name: str, default: str) -> str:
     return value
 
 
+def allowed_hosts(env: Env) -> tuple[str, ...]:
+    """ATGE_ALLOWED_HOSTS: comma-separated host patterns, blanks dropped."""
+    return tuple(h.strip() for h in (env.get("ATGE_ALLOWED_HOSTS") or "").split(",") if h.strip())
+
+
 def is_set(env: Env, name: str) -> bool:
     return bool((env.get(name) or "").strip())
 
@@ -112,8 +117,6 @@ class SharedSettings:
 
     @classmethod
     def from_env(cls, env: Env, home: Path) -> "SharedSettings":
-        hosts = tuple(h.strip() for h in (env.get("ATGE_ALLOWED_HOSTS") or "").split(",")
-                      if h.strip())
         # One switch moves both Dagster and the history to Postgres: ATGE_DATABASE_URL.
         var = next((v for v in ("ATGE_HISTORY_URL", "ATGE_DATABASE_URL") if text(env, v)), None)
         return cls(
@@ -122,7 +125,7 @@ class SharedSettings:
             history_url_var=var,
             vercel_api_url=text(env, "VERCEL_API_URL", DEFAULT_BASE_URL),
             vercel_team_id=text(env, "VERCEL_TEAM_ID"),
-            allowed_hosts=hosts,
+            allowed_hosts=allowed_hosts(env),
             sandbox_url=(text(env, "ATGE_SANDBOX_URL") or "").rstrip("/") or None,
             latency_scale=number(env, "ATGE_LATENCY_SCALE", 1.0, float, 1e-6, 1000.0),
             dry_run=boolean(env, "ATGE_DRY_RUN", False),

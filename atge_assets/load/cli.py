@@ -17,6 +17,7 @@ from atge_assets.lib.http import (
     non_public,
     parse_host,
 )
+from atge_assets.lib.settings import allowed_hosts
 from atge_assets.load.engine import run_stage
 from atge_assets.load.spec import LoadSpec
 
@@ -88,8 +89,7 @@ def _allowed_hosts(url: str, named: list[str]) -> list[str]:
     loopback. Typing a URL is consent to load a public site or your own machine; a private
     address reached by a typo or a pasted internal link must be named once more.
     """
-    explicit = [*named, *(h.strip() for h in os.environ.get("ATGE_ALLOWED_HOSTS", "").split(","))]
-    explicit = [h for h in explicit if h]
+    explicit = [h for h in named if h] + list(allowed_hosts(os.environ))
     check_url(url, ["*"])  # link-local and metadata first: no pattern lets those through
     parts = urlsplit(url)
     raw = parts.hostname or ""

@@ -247,12 +247,14 @@ def analyze(results: "Results | Intake | Sequence[Mapping]",
     reported under `bad_rows`). Returns a JSON-serialisable dict; see `status` and
     `decision_reason` for the decision and `final` for whether the experiment is over.
     """
-    config = config or default_config()
     intake = None
     if isinstance(results, Intake):
         intake = results
+        config = config or intake.config
     elif not isinstance(results, Results):
         intake = intake_records(results, config)
+        config = config or intake.config
+    config = config or default_config()
     res = Results(intake.rows) if intake is not None else results
     enabled = config.enabled
     enabled_ids = [v.id for v in enabled]
@@ -262,12 +264,7 @@ def analyze(results: "Results | Intake | Sequence[Mapping]",
     total_enabled = sum(counts.values())
     figures = {v.id: _figures(arms[v.id], v, control, total_enabled) for v in config.variants}
 
-    shares = [v.traffic_percent / 100 for v in enabled]
-    srm = st.srm_chi2([counts[v] for v in enabled_ids], shares)
-    srm_alarm = srm["p_value"] is not None and srm["p_value"] < config.plan.srm_alpha
-    srm = {**srm, "alarm": srm_alarm, "alpha": config.plan.srm_alpha,
-           "observed": counts,
-           "expected": {v: total_enabled * s for v, s in zip(enabled_ids, shares)}}
+    srm = _srm(config, counts)
 
     horizon = planned_horizon(config)
     seq, meta = _sequential(config, res, horizon) if horizon else ({}, {})
@@ -307,11 +304,32 @@ def analyze(results: "Results | Intake | Sequence[Mapping]",
         },
         "variants": figures, "srm": srm, "tests": tests,
     }
+    out["variants_from"] = "config" if config.split_declared else "results"
     if intake is not None:
         out.update(rows_used=len(intake.rows), bad_row_count=len(intake.bad),
                    bad_rows=[b.as_dict() for b in intake.bad[:_MAX_BAD_LISTED]],
-                   other_experiments=intake.other_experiments, superseded=intake.superseded)
+                   other_experiments=intake.other_experiments, superseded=intake.superseded,
+                   confidence_scale=intake.confidence_scale,
+                   note_count=len(intake.notes),
+                   notes=[b.as_dict() for b in intake.notes[:_MAX_BAD_LISTED]])
     return _plain(out)
+
+
+def _srm(config: ExperimentConfig, counts: dict[str, int]) -> dict:
+    """Chi-square of the signals per variant against the declared split; none without one."""
+    total = sum(counts.values())
+    if not config.split_declared:
+        return {"chi2": None, "df": len(counts) - 1, "p_value": None, "alarm": False,
+                "alpha": config.plan.srm_alpha, "observed": counts, "expected": None,
+                "checked": False,
+                "note": "no declared split (no variants config): the split is the observed one "
+                        "and is not checked"}
+    shares = [config.variant(v).traffic_percent / 100 for v in counts]
+    srm = st.srm_chi2(list(counts.values()), shares)
+    alarm = srm["p_value"] is not None and srm["p_value"] < config.plan.srm_alpha
+    return {**srm, "alarm": alarm, "alpha": config.plan.srm_alpha, "observed": counts,
+            "expected": {v: total * s for v, s in zip(counts, shares)},
+            "checked": srm["p_value"] is not None}
 
 
 def _decide(config: ExperimentConfig, tests: list[dict], meta: dict, srm: dict,

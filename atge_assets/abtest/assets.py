@@ -118,6 +118,8 @@ def ab_test_results(context: dg.AssetExecutionContext, experiments: ExperimentsR
     bad = intake.bad
     for b in bad[:20]:
         context.log.warning(f"{intake.source}: row {b.line} kept out: {b.reason}")
+    for b in intake.notes[:20]:
+        context.log.warning(f"{intake.source}: row {b.line} kept, {b.reason}")
     context.log.info(f"{key}: {len(intake.rows)} usable rows from {source}, {inserted} new, "
                      f"{len(bad)} bad")
     where = {CSV: "line", SANDBOX: "fetched_row"}.get(mode, "row_id")
@@ -130,6 +132,8 @@ def ab_test_results(context: dg.AssetExecutionContext, experiments: ExperimentsR
             "rows_already_stored": len(intake.rows) - inserted if known is not None else 0,
             "pending_superseded": intake.superseded,
             "bad_row_count": len(bad),
+            "rows_with_notes": len(intake.notes),
+            "confidence_scale": intake.confidence_scale,
             "bad_rows": _table([(where, "int"), ("reason", "string"), ("raw", "string")],
                                [{where: b.line, "reason": b.reason,
                                  "raw": json.dumps(b.as_dict()["raw"])[:500]}

@@ -79,6 +79,9 @@ class ExperimentConfig:
     control: str
     plan: Plan = field(default_factory=Plan)
     guardrails: Guardrails = field(default_factory=Guardrails)
+    # False when the variants were read off the results themselves: their shares are what was
+    # observed, so a sample-ratio check against them would test the data against itself.
+    split_declared: bool = True
 
     @property
     def enabled(self) -> tuple[Variant, ...]:
@@ -274,6 +277,24 @@ def default_config(experiment: str = DEFAULT_EXPERIMENT) -> ExperimentConfig:
              "reasoning_effort": "medium", "traffic_percent": 20, "enabled": True},
         ],
     })
+
+
+def observed_config(experiment: str, counts: Mapping[str, int],
+                    control: str | None = None) -> ExperimentConfig:
+    """A config read off the results: one variant per id seen (in order of first appearance),
+    traffic as observed. The control is `control`, else the variant named "control" (what the
+    plan's code calls it), else the largest arm, since a rollout keeps most traffic on the
+    incumbent."""
+    if control is not None and control not in counts:
+        raise ConfigError([f"control {control!r} is not a variant in the results (found: "
+                           f"{', '.join(counts) or 'none'})"])
+    if control is None and counts:
+        control = "control" if "control" in counts else max(counts, key=lambda k: counts[k])
+    total = sum(counts.values()) or 1
+    order = [control] + [k for k in counts if k != control] if counts else []
+    variants = tuple(Variant(id=k, name=k, model="", reasoning_effort="",
+                             traffic_percent=100.0 * counts[k] / total) for k in order)
+    return ExperimentConfig(experiment, variants, control or "", split_declared=False)
 
 
 def load_config(path: str | Path, experiment: str | None = None) -> ExperimentConfig:

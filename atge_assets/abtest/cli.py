@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                    "or the only one in the results)")
     a.add_argument("--control", metavar="ID", help="the control variant (default: the config's, "
                    "else the variant named 'control', else the largest arm)")
+    a.add_argument("--final", action="store_true", help="the experiment is over: decide with "
+                   "one fixed-horizon test on all the data (more power than the sequential "
+                   "default, valid only if nobody stopped early on what a look showed)")
     a.add_argument("--json", action="store_true", help="print the analysis as one JSON line")
     s = sub.add_parser("assign", help="which variant a user gets")
     _assign_args(s)
@@ -110,7 +113,7 @@ def _run_analyze(args, out: TextIO, err: TextIO) -> int:
         key = config.experiment if config else args.experiment
         raise ResultsError(f"{intake.source}: no rows of experiment {key!r}; "
                            f"found {found}; pass --experiment or --variants")
-    result = analyze(intake)
+    result = analyze(intake, final=args.final)
     if args.json:
         print(json.dumps(result, allow_nan=False), file=out)
     else:
@@ -177,12 +180,22 @@ def format_summary(result: dict) -> str:
                                f"chi-square p={srm['p_value']:.3g}"
                                + (" ALARM" if srm["alarm"] else " ok")))
     for t in result["tests"]:
-        w = t["win_rate"]
+        w, seq, fixed, bayes = t["win_rate"], t["sequential"], t["fixed_horizon"], t["bayesian"]
         if w["diff"] is not None and w["ci_low"] is not None:
             lines.append(f"  {t['variant']} vs {t['control']}: win rate {w['diff'] * 100:+.1f} "
-                         f"points (95% CI {w['ci_low'] * 100:+.1f} to {w['ci_high'] * 100:+.1f})"
-                         + (f", sequential: {t['sequential']['result']}"
-                            if t["sequential"] and t["sequential"]["result"] else ""))
+                         f"points (95% CI {w['ci_low'] * 100:+.1f} to {w['ci_high'] * 100:+.1f})")
+        cs = seq["confidence_sequence"]
+        lines.append(f"    sequential (always valid): p={seq['p_value_always_valid']:.2g}"
+                     + (f", interval {cs[0] * 100:+.1f} to {cs[1] * 100:+.1f} points" if cs
+                        else "") + f" -> {seq['result'] or 'no decision'}"
+                     + ("  [decides]" if t["decided_by"] == "sequential" else ""))
+        lines.append(f"    fixed horizon: z={num(fixed['z'], '{:.2f}')}, one-sided "
+                     f"p={fixed['p_value']:.2g} -> {fixed['result'] or 'no decision'}"
+                     + ("  [decides]" if t["decided_by"] == "fixed_horizon" else ""))
+        if bayes:
+            lines.append(f"    Bayesian: chance to win {bayes['chance_to_win']:.1%}, expected "
+                         f"loss {bayes['expected_loss_variant'] * 100:.2f} points if chosen, "
+                         f"{bayes['expected_loss_control'] * 100:.2f} if control is kept")
         if t["guardrails"]["breached"]:
             lines.append(f"    guardrails breached: {', '.join(t['guardrails']['breached'])}")
     if result.get("bad_row_count"):

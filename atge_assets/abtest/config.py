@@ -49,15 +49,19 @@ class Variant:
 
 @dataclass(frozen=True)
 class Plan:
-    """How much evidence a decision needs. `alpha` is one-sided: the false-winner rate."""
+    """How much evidence a decision needs. `alpha` is one-sided: the false-winner rate, under
+    continuous monitoring for the sequential test, at the single look for `--final`."""
     alpha: float = 0.025
     # The bar is 80% at a 6-point lift; planning for 85% keeps it when control's win rate or the
     # split is a little off the plan's guesses.
     power: float = 0.85
-    min_detectable_lift: float = 0.06  # win-rate points the plan is powered for (0.06 = 6 points)
+    # Win-rate points worth finding (0.06 = 6 points): the planned signals aim at it, and the
+    # sequential test's mixture is centred on lifts of this size.
+    min_detectable_lift: float = 0.06
     baseline_win_rate: float = 0.50  # planning guess for control; 0.5 is the worst case
-    looks: int = 5
-    min_signals_per_variant: int = 100
+    looks: int = 5  # unused since the test is continuous; still accepted in old variants files
+    # The normal approximation's usual floor; fewer and a 100% win streak says little.
+    min_signals_per_variant: int = 30
     planned_signals: int | None = None  # resolved signals, all variants; None: from the above
     srm_alpha: float = 0.001
 

@@ -63,7 +63,8 @@ def test_a_strong_lift_is_promoted_once_and_announced_once(sandbox, instance, hi
     assert {"signals", "avg_analysis_s", "avg_confidence", "avg_profit_loss"} \
         <= set(rows["gpt51-high"])
     test = md["tests"].records[0].data
-    assert test["sequential"].startswith("better at look") and test["guardrails"] == "passed"
+    assert test["sequential"].startswith("better after") and test["guardrails"] == "passed"
+    assert test["chance_to_win_pct"] > 99 and test["p_always_valid"] < 0.025
     assert " to " in test["ci_95_pts"]
     promo = metadata(r, "ab_test_promotion")
     assert promo["decision"] == "promoted"

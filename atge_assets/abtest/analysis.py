@@ -32,7 +32,6 @@ point of the path a little.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np

@@ -204,7 +204,7 @@ def fixed_sample_signals(p_control: float, lift: float, share_control: float,
     p_var = p_control + lift
     unit_var = p_control * (1 - p_control) / share_control + p_var * (1 - p_var) / share_variant
     z = norm_ppf(1 - alpha) + norm_ppf(power)
-    return int(math.ceil(z * z * unit_var / (lift * lift)))
+    return math.ceil(z * z * unit_var / (lift * lift))
 
 
 # -- Bayesian ----------------------------------------------------------------------------------------

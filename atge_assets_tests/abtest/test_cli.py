@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -17,6 +19,15 @@ from atge_assets.abtest.intake import (
 )
 from atge_assets.abtest.simulate import simulate_results
 from atge_assets_tests.abtest.helpers import HIGH, MEDIUM, variant
+
+
+def atge(*argv: str) -> subprocess.CompletedProcess:
+    """`atge ...` as a user runs it: the real entry point in its own process."""
+    out = subprocess.run([sys.executable, "-m", "atge_assets.cli", *argv],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    return out
 
 
 # --- CLI and store --------------------------------------------------------------------------------
@@ -74,9 +85,6 @@ def test_cli_assign(tmp_path):
 
 
 def test_cli_keeps_absurd_money_out_and_reports_each_row(tmp_path):
-    import subprocess
-    import sys
-
     from atge_assets.abtest.intake import MAX_ABS_PROFIT_LOSS
 
     config = default_config()
@@ -87,11 +95,7 @@ def test_cli_keeps_absurd_money_out_and_reports_each_row(tmp_path):
                 ",gpt51-medium,neg,10,0.5,loss,-2e9,1767225601\n"
                 ",gpt51-high,inf,10,0.5,win,inf,1767225602\n"
                 f",gpt51-high,edge,10,0.5,win,{MAX_ABS_PROFIT_LOSS:.0f},1767225603\n")
-    out = subprocess.run([sys.executable, "-m", "atge_assets.cli", "abtest", "analyze",
-                          "--results", str(path), "--json"],
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0, out.stderr
-    assert "Traceback" not in out.stderr
+    out = atge("abtest", "analyze", "--results", str(path), "--json")
     assert ("line 402: profit_loss '1e308' is beyond ±1,000,000,000 (row left out)"
             in out.stderr)
     assert "line 403: profit_loss '-2e9' is beyond ±1,000,000,000 (row left out)" in out.stderr
@@ -127,16 +131,9 @@ def _plan_export(path, rng_seed=5, n=3000, lift=0.10):
 
 
 def test_the_plans_export_is_analysed_without_a_config(tmp_path):
-    import subprocess
-    import sys
-
     path = tmp_path / "results.csv"
     _plan_export(path)
-    out = subprocess.run([sys.executable, "-m", "atge_assets.cli", "abtest", "analyze",
-                          "--results", str(path), "--json"],
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0, out.stderr
-    assert "Traceback" not in out.stderr
+    out = atge("abtest", "analyze", "--results", str(path), "--json")
     assert ("line 3002: profit_loss '1e308' is beyond ±1,000,000,000 (row left out)"
             in out.stderr)
     assert ("line 3003: confidence '5o' is not a number (value ignored, row kept)"
@@ -152,9 +149,7 @@ def test_the_plans_export_is_analysed_without_a_config(tmp_path):
     assert result["winner"] == "variant-a"
     shares = [v["traffic_percent"] for v in result["variants"].values()]
     assert sum(shares) == pytest.approx(100) and 45 < shares[0] < 55
-    text = subprocess.run([sys.executable, "-m", "atge_assets.cli", "abtest", "analyze",
-                           "--results", str(path)],
-                          capture_output=True, text=True, timeout=120, check=False).stdout
+    text = atge("abtest", "analyze", "--results", str(path)).stdout
     assert "WINNER variant-a" in text and "confidence read as 0-100" in text
     assert "variants read off the results" in text
 

@@ -163,3 +163,16 @@ def test_variants_are_read_off_the_results_without_a_config():
     picked = intake_records(mixed, experiment="e2")
     assert picked.config.experiment == "e2" and len(picked.rows) == 3
     assert picked.other_experiments == {"e1": 2} and picked.config.control == "b"
+
+
+def test_store_without_a_config_takes_the_only_experiment_or_the_one_named(store):
+    config = default_config()
+    store.record_ab_results(simulate_results(config, 100, 0.5, seed=5))
+    intake = results_from_store(store, None)
+    assert intake.config.experiment == config.experiment and len(intake.rows) == 100
+    assert intake.config.control == HIGH and not intake.config.split_declared
+    store.record_ab_results(simulate_results(default_config("other"), 50, 0.5, seed=6))
+    with pytest.raises(ResultsError, match="several experiments.*pass --experiment"):
+        results_from_store(store, None)
+    picked = results_from_store(store, None, experiment="other")
+    assert len(picked.rows) == 50 and picked.config.experiment == "other"

@@ -28,6 +28,7 @@ _CODE = {WIN: 1, LOSS: 0, PENDING: 2, ERROR: 3}
 RESULT_COLUMNS = ("variant_id", "signal_id", "analysis_time", "confidence", "outcome",
                   "profit_loss", "timestamp")
 CSV_COLUMNS = ("experiment",) + RESULT_COLUMNS
+OPTIONAL_COLUMNS = ("confidence",)
 # Above this a timestamp is milliseconds (year 5138 in seconds), a common mix-up.
 _MAX_EPOCH_S = 1e11
 _MAX_BAD_LISTED = 200
@@ -305,7 +306,8 @@ def read_results_csv(source: str | Path | TextIO, config: ExperimentConfig | Non
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ResultsError(f"{name}: not a readable CSV: {exc}") from None
         columns = [h.strip().lower() for h in header]
-        missing = [c for c in RESULT_COLUMNS if c not in columns]
+        # Confidence is only reported, so a table without it is still a table of results.
+        missing = [c for c in RESULT_COLUMNS if c not in columns and c not in OPTIONAL_COLUMNS]
         if missing:
             raise ResultsError(f"{name}: missing column(s) {', '.join(missing)} (header: "
                                f"{', '.join(columns) or 'empty'})")

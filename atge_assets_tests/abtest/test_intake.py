@@ -71,11 +71,15 @@ def test_csv_bad_rows_are_reported_with_line_numbers_and_kept_out():
 
 
 def test_csv_missing_columns_is_an_error():
-    with pytest.raises(ResultsError, match="missing column.*confidence, outcome"):
+    with pytest.raises(ResultsError, match=r"missing column\(s\) outcome \(header"):
         read_results_csv(io.StringIO("variant_id,signal_id,analysis_time,profit_loss,"
                                         "timestamp\n"), default_config())
     with pytest.raises(ResultsError, match="empty"):
         read_results_csv(io.StringIO(""), default_config())
+    # Only confidence may be absent: it plays no part in the decision.
+    intake = read_results_csv(io.StringIO("variant_id,signal_id,analysis_time,outcome,profit_loss,"
+                                          "timestamp\ncontrol,s1,10,win,5,1767225600\n"))
+    assert [r["confidence"] for r in intake.rows] == [None] and not intake.bad
 
 
 def test_csv_round_trip_of_simulated_rows(tmp_path):

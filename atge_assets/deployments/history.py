@@ -91,13 +91,15 @@ class DeploymentHistory(History):
         with self.engine.connect() as conn:
             return [DeploymentRow(*r) for r in conn.execute(q)]
 
-    def unjudged_production_before(self, before_created_ms: int) -> list[str]:
-        """Earlier production deployments still waiting for their verdict (runs in flight)."""
-        q = (sa.select(deployments.c.id).where(deployments.c.target == "production")
-             .where(deployments.c.verdict.is_(None))
-             .where(deployments.c.created_ms < before_created_ms))
+    def unjudged_production_before(self, before_created_ms: int) -> list[DeploymentRow]:
+        """Earlier READY production deployments still waiting for their verdict (runs in
+        flight), oldest first."""
+        q = (sa.select(*_dep_cols()).where(deployments.c.target == "production")
+             .where(deployments.c.verdict.is_(None)).where(deployments.c.state == "READY")
+             .where(deployments.c.created_ms < before_created_ms)
+             .order_by(deployments.c.created_ms))
         with self.engine.connect() as conn:
-            return list(conn.execute(q).scalars())
+            return [DeploymentRow(*r) for r in conn.execute(q)]
 
     def set_verdict(self, deployment_id: str, verdict: str) -> None:
         with self.engine.begin() as conn:

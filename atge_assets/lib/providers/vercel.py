@@ -377,12 +377,15 @@ class VercelClient:
                                    f"{self.redact(_short(dep.id))}")
         return dep
 
-    def production_deployment_id(self) -> str | None:
-        path = f"/v9/projects/{_seg(self.project_id)}"
+    def _read(self, path: str, parse: Callable[[Any], Any]) -> Any:
+        """GET `path`, parsed; a refusal names the path and is scrubbed of secrets."""
         try:
-            return _production_id(self._request("GET", path))
+            return parse(self._request("GET", path))
         except MalformedPayload as exc:
             raise MalformedPayload(self.redact(f"GET {path}: {exc}")) from None
+
+    def production_deployment_id(self) -> str | None:
+        return self._read(f"/v9/projects/{_seg(self.project_id)}", _production_id)
 
     def rollback(self, deployment_id: str) -> None:
         """Make `deployment_id` production again; at most one effective call, retries included."""
@@ -404,19 +407,13 @@ class VercelClient:
     # -- rolling releases ----------------------------------------------------------------------
     def rolling_release_config(self) -> tuple[ReleaseStage, ...] | None:
         """The project's stages for future rolling releases; None when they are off."""
-        path = f"/v1/projects/{_seg(self.project_id)}/rolling-release/config"
-        try:
-            return parse_rolling_release_config(self._request("GET", path))
-        except MalformedPayload as exc:
-            raise MalformedPayload(self.redact(f"GET {path}: {exc}")) from None
+        return self._read(f"/v1/projects/{_seg(self.project_id)}/rolling-release/config",
+                          parse_rolling_release_config)
 
     def rolling_release(self) -> RollingRelease | None:
         """The project's latest rolling release (active, aborted or complete), None before one."""
-        path = f"/v1/projects/{_seg(self.project_id)}/rolling-release"
-        try:
-            return parse_rolling_release(self._request("GET", path))
-        except MalformedPayload as exc:
-            raise MalformedPayload(self.redact(f"GET {path}: {exc}")) from None
+        return self._read(f"/v1/projects/{_seg(self.project_id)}/rolling-release",
+                          parse_rolling_release)
 
     def approve_stage(self, canary_id: str, next_index: int) -> None:
         """Move the canary's release on to stage `next_index`; at most one effective call."""

@@ -14,9 +14,11 @@ import dataclasses
 import time
 
 import dagster as dg
+import httpx
 
 from atge_assets import notify
 from atge_assets.deployments import compare as cmp
+from atge_assets.deployments import drift
 from atge_assets.deployments import judge as judge_mod
 from atge_assets.deployments import release, sequential, targets
 from atge_assets.deployments.history import DeploymentHistory
@@ -27,6 +29,8 @@ from atge_assets.deployments.smoke import DEFAULT_SMOKE, run_smoke, specs_from_j
 from atge_assets.deployments.timing import CANDIDATE, REFERENCE, Sample, measure
 from atge_assets.lib.providers.base import (
     Deployment,
+    MalformedPayload,
+    ProviderError,
 )
 from atge_assets.lib.resources import HistoryResource, VercelResource
 from atge_assets.notify.resources import NotifierResource
@@ -539,7 +543,31 @@ def releases(history: HistoryResource, notifier: NotifierResource) -> dg.Materia
     })
 
 
-releases_job = dg.define_asset_job("releases_job", selection=[releases],
+@dg.asset_check(
+    asset=releases,
+    name=drift.CHECK_NAME,
+    description="Production runs what this tool's history expects: not a deployment it rolled "
+    "back, nor a regressed, held, rejected or never-judged one put live outside this tool. The "
+    "deployment sensor reports it on every change; executing it asks the provider now.",
+)
+def production_drift(vercel: VercelResource, history: HistoryResource) -> dg.AssetCheckResult:
+    store = DeploymentHistory(history.engine())
+    with vercel.client() as client:
+        try:
+            obs = drift.observe(client, store)
+        except (ProviderError, MalformedPayload, httpx.HTTPError, ValueError) as exc:
+            # Unknown is not "in sync": a warning, and the sensor's next answer replaces it.
+            return dg.AssetCheckResult(
+                passed=False, severity=dg.AssetCheckSeverity.WARN,
+                description=f"could not read production: {client.redact(str(exc))[:500]}")
+    return dg.AssetCheckResult(passed=not obs.flagged, severity=dg.AssetCheckSeverity.ERROR,
+                               description=obs.reason, metadata=obs.metadata())
+
+
+# The sensor reports the drift check as production changes; a refresh after every benchmark run
+# need not ask the provider too.
+releases_job = dg.define_asset_job("releases_job",
+                                   selection=dg.AssetSelection.assets(releases).without_checks(),
                                    description="Refresh the releases table.")
 
 

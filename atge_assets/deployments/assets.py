@@ -21,7 +21,7 @@ from atge_assets.deployments import compare as cmp
 from atge_assets.deployments import drift
 from atge_assets.deployments import judge as judge_mod
 from atge_assets.deployments import release, sequential, targets
-from atge_assets.deployments.history import DeploymentHistory
+from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.releases import COLUMNS, release_rows, summary
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
@@ -121,13 +121,19 @@ def benchmark_timings(
     store.record_measurement(dep_id, context.run_id, [s.as_dict() for s in samples], started,
                              reference_id=ref.id if ref else None)
 
-    rows = []
+    rows, plots = [], {}
     for spec in suite.metrics:
         for who in (CANDIDATE, REFERENCE):
             values = [s.value_ms for s in samples if s.metric == spec.name and s.target == who]
             if not values:
                 continue
             summ = cmp.summarize(values)
+            if who == CANDIDATE:
+                # Top-level numbers are what Dagster's Plots tab draws across materializations.
+                plots.update({f"{spec.name}_p50_ms": _round(summ["p50"]),
+                              f"{spec.name}_p95_ms": _round(summ["p95"]),
+                              f"{spec.name}_error_pct": round(100 * summ["errors"] / len(values),
+                                                              1)})
             rows.append(dg.TableRecord({
                 "metric": spec.name, "deployment": dep_id if who == CANDIDATE else ref.id,
                 "role": who, "samples": summ["n"], "failed": summ["errors"],
@@ -145,6 +151,7 @@ def benchmark_timings(
         "timings": dg.MetadataValue.table(rows, schema=_TIMINGS_SCHEMA),
         "errors_seen": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors) or "none"),
         "seconds": round(time.time() - started, 2),
+        **{k: v for k, v in plots.items() if v is not None},
     })
 
 
@@ -317,16 +324,19 @@ WAIT_S = 10
 
 
 class PersonDecision(dg.Config):
-    """A person's decision about a held deployment: launch `rollback` (production) or
-    `promotion` (preview) for its partition with `decision: accept` or `decision: reject`."""
+    """A person's explicit decision: launch `rollback` (a held production deployment) or
+    `promotion` (a held preview, or one awaiting approval) for its partition with
+    `decision: accept` or `decision: reject`, and `by: <name>`."""
 
     decision: str = ""
     by: str = ""  # who decides, recorded with the decision; else the run's user tag if any
 
 
-def _person_decision(config: PersonDecision, dep) -> str:
+def _person_decision(config: PersonDecision, dep,
+                     allowed: tuple[str, ...] = (judge_mod.HELD, judge_mod.ACCEPTED_BY_PERSON)
+                     ) -> str:
     try:
-        return release.person_decision(config.decision, dep.verdict, dep.id)
+        return release.person_decision(config.decision, dep.verdict, dep.id, allowed)
     except ValueError as exc:
         raise dg.Failure(description=str(exc)) from None
 
@@ -414,15 +424,15 @@ def promotion(
     dep = _recorded(store, dep_id)
     smoke = store.latest_smoke(dep_id)
     failed = sorted(n for n, r in smoke.items() if not r["passed"])
-    # A run the sensor launched is automatic; one a person launched from the UI is an approval.
-    manual = "dagster/sensor_name" not in context.run.tags
-    person = _person_decision(config, dep)
+    # A person approves explicitly (config), not by launching the run: anyone who reaches the
+    # webserver can launch one.
+    person = _person_decision(config, dep, (judge_mod.HELD, judge_mod.ACCEPTED_BY_PERSON)
+                              + ACCEPTED)
     with vercel.client() as client:
         live_id = client.production_deployment_id() if dep.target != "production" else None
         try:
             decision, reason = release.decide_promotion(
-                store, dep, live_id, auto_promote=policy.auto_promote, manual=manual,
-                person=person, approver=_approver(context, config),
+                store, dep, live_id, auto_promote=policy.auto_promote, person=person, approver=_approver(context, config),
                 patient=context.retry_number < WAIT_TRIES)
         except release.Wait as wait:
             context.log.info(f"{wait}; asking again in {WAIT_S} s")

@@ -18,28 +18,29 @@ PROMOTE = "promote"
 PERSON_DECISIONS = ("accept", "reject")
 
 
-def person_decision(value: str, verdict: str | None, dep_id: str) -> str:
+def person_decision(value: str, verdict: str | None, dep_id: str,
+                    allowed: tuple[str, ...] = (HELD, "accepted")) -> str:
     """The config's `decision`, checked: "" (no decision), accept or reject. Raises ValueError
-    with one line for anything else, or for a decision about a deployment that is not held."""
+    with one line for anything else, or for a deployment whose verdict is not in `allowed` (held,
+    for a rollback; also passed, for a promotion awaiting approval)."""
     value = (value or "").strip().lower()
     if not value:
         return ""
     if value not in PERSON_DECISIONS:
         raise ValueError(f"decision must be one of {', '.join(PERSON_DECISIONS)}, got {value!r}")
-    if verdict not in (HELD, "accepted"):
-        raise ValueError(f"decision {value!r} is for held deployments; {dep_id} is "
-                         f"{verdict or 'not judged'}")
+    if verdict not in allowed:
+        raise ValueError(f"decision {value!r} is for {' or '.join(allowed)} deployments; "
+                         f"{dep_id} is {verdict or 'not judged'}")
     return value
 
 
 def promotion_decision(dep: DeploymentRow, smoke: dict[str, dict], existing: dict | None, *,
-                       auto_promote: bool, manual: bool,
-                       live: DeploymentRow | None = None, person: str = "",
+                       auto_promote: bool, live: DeploymentRow | None = None, person: str = "",
                        approver: str = "") -> tuple[str, str]:
     """(decision, reason) for a deployment: `promote`, or `skipped`, `blocked`, `held`,
-    `rejected` or `awaiting_approval` and why. A run a person launched (`manual`) is an approval.
-    `live` is the production deployment serving now, as the history knows it; `person` is a
-    person's decision about a held preview (see person_decision), `approver` who made it."""
+    `rejected` or `awaiting_approval` and why. `live` is the production deployment serving now,
+    as the history knows it; `person` is a person's explicit decision (see person_decision):
+    launching the asset is not an approval by itself; `approver` is who decided."""
     failed = sorted(n for n, r in smoke.items() if not r["passed"])
     if dep.target == "production":
         return "skipped", "already a production deployment"
@@ -56,20 +57,21 @@ def promotion_decision(dep: DeploymentRow, smoke: dict[str, dict], existing: dic
     if failed:
         return "blocked", f"smoke tests failed: {', '.join(failed)}"
     if person == "reject":
-        return "rejected", f"rejected by {approver}: held, never promoted"
-    if dep.verdict == HELD and person != "accept":
+        return "rejected", f"rejected by {approver}: never promoted"
+    held = dep.verdict == HELD
+    if held and person != "accept":
         return "held", ("held for a person: undecided within the sample budget. To decide, "
-                        f"materialize `promotion` for {dep.id} with config {{decision: accept}} "
-                        "(promote) or {decision: reject}")
-    if person == "accept":
-        return PROMOTE, f"accepted by {approver} after being held"
-    if dep.verdict not in ACCEPTED:
+                        f"materialize `promotion` for {dep.id} with config {{decision: accept, "
+                        "by: <you>} (promote) or {decision: reject}")
+    if not held and dep.verdict not in ACCEPTED:
         return "blocked", f"benchmark verdict is {dep.verdict}"
-    if not auto_promote and not manual:
-        return "awaiting_approval", ("passed; auto-promotion is off: materialize `promotion` for "
-                                     "this deployment to promote")
-    return PROMOTE, ("approved by a person" if manual and not auto_promote
-                     else "smoke tests passed and no slower than production")
+    if person == "accept":
+        return PROMOTE, f"approved by {approver}" + (" after being held" if held else "")
+    if not auto_promote:
+        return "awaiting_approval", (f"passed; auto-promotion is off: materialize `promotion` "
+                                     f"for {dep.id} with config {{decision: accept, by: <you>}} "
+                                     "to promote")
+    return PROMOTE, "smoke tests passed and no slower than production"
 
 
 def perf_alerts(suite: Suite, dep_id: str, rows, **event_fields) -> list[notify.Event]:
@@ -168,7 +170,7 @@ def act_rollback(store: DeploymentHistory, client, dep_id: str, plan: cmp.Rollba
 
 
 def decide_promotion(store: DeploymentHistory, dep: DeploymentRow, live_id: str | None, *,
-                     auto_promote: bool, manual: bool, person: str = "", approver: str = "",
+                     auto_promote: bool, person: str = "", approver: str = "",
                      patient: bool = True) -> tuple[str, str]:
     """promotion_decision with what the history knows. A preview is never promoted over a newer
     accepted deployment that went live (a rollback would return to that one); while `patient`,
@@ -185,7 +187,7 @@ def decide_promotion(store: DeploymentHistory, dep: DeploymentRow, live_id: str 
         if good and good[0].id != dep.id and good[0].created_ms > dep.created_ms:
             return "skipped", f"older than {good[0].id}, a newer accepted deployment that went live"
     return promotion_decision(dep, store.latest_smoke(dep.id), store.promotion_for(dep.id),
-                              auto_promote=auto_promote, manual=manual, live=live, person=person,
+                              auto_promote=auto_promote, live=live, person=person,
                               approver=approver)
 
 

@@ -20,6 +20,12 @@ def test_slow_production_deployment_is_rolled_back_and_healthy_one_kept(
     healthy = sandbox.state.create(target="production").id
     r1 = run_deployment(instance, resources, healthy)
     assert metadata(r1, "baseline")["source"] == f"interleaved:{first}"
+    # Per-metric numbers at the top level, which Dagster's Plots tab draws over materializations.
+    timings = metadata(r1, "benchmark_timings")
+    assert all(isinstance(timings[f"{m}_{k}"], float) for m in ("end_to_end", "ai_analysis")
+               for k in ("p50_ms", "p95_ms", "error_pct"))
+    assert timings["end_to_end_error_pct"] == 0.0
+    assert timings["end_to_end_p95_ms"] >= timings["end_to_end_p50_ms"] > 0
     assert metadata(r1, "baseline_comparison")["verdict"] in ("pass", "improved")
     assert metadata(r1, "rollback")["decision"] == "kept"
     assert sandbox.state.world.production == healthy

@@ -70,7 +70,7 @@ def test_a_person_decision_is_refused_when_it_makes_no_sense(sandbox, instance, 
     run_deployment(instance, resources, first)
     with pytest.raises(dg.Failure, match="decision must be one of accept, reject, got 'maybe'"):
         decide(instance, resources, first, rollback, "maybe")
-    with pytest.raises(dg.Failure, match=f"is for held deployments; {first} is pass"):
+    with pytest.raises(dg.Failure, match=f"is for held or accepted deployments; {first} is pass"):
         decide(instance, resources, first, rollback, "reject")
     assert sandbox.state.world.production == first
 
@@ -81,9 +81,9 @@ def test_held_preview_is_promoted_only_when_a_person_accepts(sandbox, instance, 
     preview = sandbox.state.create(target="preview").id
     r = run_deployment(instance, tiny_budget, preview)
     md = metadata(r, "promotion")
-    assert md["decision"] == "held" and "{decision: accept}" in md["reason"]
+    assert md["decision"] == "held" and "{decision: accept, by: <you>}" in md["reason"]
     assert sandbox.state.world.production != preview
     ok = decide(instance, resources, preview, promotion, "accept", by="carol")
     md = metadata(ok, "promotion")
-    assert md["decision"] == "promoted" and "accepted by carol" in md["reason"]
+    assert md["decision"] == "promoted" and md["reason"] == "approved by carol after being held"
     assert sandbox.state.world.production == preview

@@ -66,9 +66,17 @@ def test_manual_promotion_when_auto_is_off(sandbox, instance, resources):
     r = run(instance, res, preview)
     assert metadata(r, "promotion")["decision"] == "awaiting_approval"
     assert sandbox.state.world.production == first
-    # A person materializes `promotion` for the deployment in the UI: no sensor tag.
+    # Launching `promotion` from the UI is not an approval by itself (anyone who reaches the
+    # webserver can launch a run) ...
     m = run(instance, res, preview, tags={"origin": "ui"}, selection=[promotion])
-    assert metadata(m, "promotion")["decision"] == "promoted"
+    assert metadata(m, "promotion")["decision"] == "awaiting_approval"
+    assert "{decision: accept, by: <you>}" in metadata(m, "promotion")["reason"]
+    # ... an explicit decision in its config is, and who made it is recorded.
+    ok = dg.materialize([promotion], partition_key=preview, resources=res, instance=instance,
+                        run_config={"ops": {"promotion": {"config": {"decision": "accept",
+                                                                      "by": "erin"}}}})
+    assert metadata(ok, "promotion")["decision"] == "promoted"
+    assert metadata(ok, "promotion")["reason"] == "approved by erin"
     assert sandbox.state.world.production == preview
 
 

@@ -77,8 +77,7 @@ def drill(store: DeploymentHistory, seed: int, count: int = 8) -> tuple[str | No
                     store.record_decision(dep_id, f"run_{dep_id}", action, p.reason, p.rollback_to)
                     log.append(f"{dep_id} {truth}: {action} {p.rollback_to or ''} ({p.reason})")
                 else:
-                    d, why = release.decide_promotion(store, dep, vercel.live, auto_promote=True,
-                                                      manual=False)
+                    d, why = release.decide_promotion(store, dep, vercel.live, auto_promote=True)
                     d, why = release.act_promotion(store, vercel, dep_id, d, why, f"run_{dep_id}")
                     log.append(f"{dep_id} preview {truth}: {d} ({why})")
             except (release.Wait, ConnectionError) as exc:

@@ -13,7 +13,8 @@ def row(i: int, target="preview", verdict="pass") -> DeploymentRow:
 def decide(dep, live=None, **kw):
     return promotion_decision(dep, kw.pop("smoke", SMOKE_OK), kw.pop("existing", None),
                               auto_promote=kw.pop("auto_promote", True),
-                              manual=kw.pop("manual", False), live=live)
+                              live=live, person=kw.pop("person", ""),
+                              approver=kw.pop("approver", ""))
 
 
 def test_a_preview_older_than_the_live_production_deployment_is_never_promoted():
@@ -29,6 +30,10 @@ def test_the_gate_blocks_for_smoke_and_verdict_and_waits_for_approval():
     assert decide(row(3), smoke={})[0] == "blocked"
     assert decide(row(3, verdict="inconclusive"))[0] == "blocked"
     assert decide(row(3), auto_promote=False)[0] == "awaiting_approval"
-    assert decide(row(3), auto_promote=False, manual=True) == (PROMOTE, "approved by a person")
+    # Launching the asset is no approval; an explicit decision is, and names who made it.
+    assert decide(row(3), auto_promote=False)[0] == "awaiting_approval"
+    assert decide(row(3), auto_promote=False, person="accept", approver="dana") == (
+        PROMOTE, "approved by dana")
+    assert decide(row(3), auto_promote=False, person="reject", approver="dana")[0] == "rejected"
     assert decide(row(3, "production"))[0] == "skipped"
     assert decide(row(3), existing={"status": "done"})[0] == "skipped"

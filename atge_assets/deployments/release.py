@@ -116,7 +116,9 @@ def release_events(store: DeploymentHistory, dep, action: str, rollback_to: str 
         return [notify.rollback_event(dep.id, rollback_to, reason, metrics=metrics,
                                       deployment_url=dep.url, **ids)]
     if action == "accepted":
-        return [notify.recovery_event(notify.held_event(dep.id), reason, **ids)]
+        # The hold's incident (same dedup_key) is answered: the person's words say how.
+        hold = notify.Event(notify.HELD, dep.id, f"{dep.id} was held for a person")
+        return [notify.recovery_event(hold, reason, **ids)]
     if action in ("skipped", "would_roll_back") and dep.verdict == REGRESSED \
             and dep.target == "production" and store.rollback_for(dep.id) is None:
         # Regressed and never rolled back (dry run, no known-good target): the comparison left

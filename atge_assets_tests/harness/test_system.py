@@ -6,12 +6,14 @@ the one switch (ATGE_DATABASE_URL) that puts Dagster and the history on the Post
 """
 
 import contextlib
+import json
 
 import pytest
 
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.harness import stack
 from atge_assets_tests.conftest import fresh_pg_database, json_receiver
+from atge_assets_tests.notify.contracts import assert_block_kit
 
 
 @pytest.mark.slow
@@ -59,6 +61,11 @@ def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
             assert (home / "history.sqlite").exists() == (storage == "sqlite")
             assert f"{'Postgres' if storage == 'postgres' else 'SQLite'} storage" in \
                 s.log_path.read_text()
+            # Issue 16: that regressed deployment was one Slack message in all, valid Block Kit
+            # (checked last, so a stray message sent later would be seen).
+            about_slow = [g["json"] for g in slack.got if slow in json.dumps(g["json"])]
+            assert about_slow == msg
+            assert_block_kit(msg[0])
         finally:
             code = s.stop()
         assert code == 0, s.log_path.read_text()[-3000:]
@@ -81,8 +88,6 @@ RELEASES = """{ assetOrError(assetKey: {path: ["releases"]}) { ... on Asset {
 
 def _releases(ui_url: str) -> dict[str, dict]:
     """The newest `releases` table, by deployment, read through the webserver's GraphQL API."""
-    import json
-
     import httpx
 
     try:

@@ -20,6 +20,7 @@ from atge_assets.lib.settings import SettingsError, SharedSettings
 from atge_assets.load.settings import LoadSettings
 from atge_assets.monitoring.settings import MonitoringSettings
 from atge_assets.notify.settings import NotifySettings
+from atge_assets.rollouts.settings import RolloutSettings
 from atge_assets.trends.settings import TrendsSettings
 
 __all__ = ["Settings", "SettingsError", "atge_home"]
@@ -40,6 +41,7 @@ class Settings:
     abtest: AbtestSettings
     monitoring: MonitoringSettings
     notify: NotifySettings
+    rollouts: RolloutSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -53,4 +55,5 @@ class Settings:
             abtest=AbtestSettings.from_env(env, shared),
             monitoring=MonitoringSettings.from_env(env, shared),
             notify=NotifySettings.from_env(env, shared),
+            rollouts=RolloutSettings.from_env(env, shared),
         )

@@ -14,9 +14,11 @@ import dataclasses
 import time
 
 import dagster as dg
+import httpx
 
 from atge_assets import notify
 from atge_assets.deployments import compare as cmp
+from atge_assets.deployments import drift
 from atge_assets.deployments import judge as judge_mod
 from atge_assets.deployments import release, sequential, targets
 from atge_assets.deployments.history import DeploymentHistory
@@ -27,6 +29,8 @@ from atge_assets.deployments.smoke import DEFAULT_SMOKE, run_smoke, specs_from_j
 from atge_assets.deployments.timing import CANDIDATE, REFERENCE, Sample, measure
 from atge_assets.lib.providers.base import (
     Deployment,
+    MalformedPayload,
+    ProviderError,
 )
 from atge_assets.lib.resources import HistoryResource, VercelResource
 from atge_assets.notify.resources import NotifierResource
@@ -306,6 +310,12 @@ def baseline_comparison(
     })
 
 
+# How long a release decision waits for a verdict it depends on (another run's) before going
+# ahead with what is known: 30 x 10 s.
+WAIT_TRIES = 30
+WAIT_S = 10
+
+
 class PersonDecision(dg.Config):
     """A person's decision about a held deployment: launch `rollback` (production) or
     `promotion` (preview) for its partition with `decision: accept` or `decision: reject`."""
@@ -407,22 +417,20 @@ def promotion(
     # A run the sensor launched is automatic; one a person launched from the UI is an approval.
     manual = "dagster/sensor_name" not in context.run.tags
     person = _person_decision(config, dep)
-    existing = store.promotion_for(dep_id)
     with vercel.client() as client:
         live_id = client.production_deployment_id() if dep.target != "production" else None
-        decision, reason = release.promotion_decision(
-            dep, smoke, existing, auto_promote=policy.auto_promote, manual=manual,
-            live=store.deployment(live_id) if live_id else None, person=person,
-            approver=_approver(context, config))
+        try:
+            decision, reason = release.decide_promotion(
+                store, dep, live_id, auto_promote=policy.auto_promote, manual=manual,
+                person=person, approver=_approver(context, config),
+                patient=context.retry_number < WAIT_TRIES)
+        except release.Wait as wait:
+            context.log.info(f"{wait}; asking again in {WAIT_S} s")
+            raise dg.RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_S) from None
         if person == "accept" and dep.target != "production":
             store.set_verdict(dep_id, judge_mod.ACCEPTED_BY_PERSON)
-        if decision == release.PROMOTE:
-            if existing is None and store.claim_promotion(dep_id, context.run_id) is not None:
-                decision, reason = "skipped", "another run claimed this promotion first"
-            else:
-                client.promote(dep_id)  # raises after retries: the claim stays pending
-                store.finish_promotion(dep_id)
-                decision = "promoted"
+        decision, reason = release.act_promotion(store, client, dep_id, decision, reason,
+                                                 context.run_id)
     if dep.target != "production":  # production deployments are the rollback's business
         store.record_decision(dep_id, context.run_id, decision if decision == "promoted"
                               else f"promotion_{decision}", reason)
@@ -469,42 +477,21 @@ def rollback(
     dep = _recorded(store, dep_id)
     person = _person_decision(config, dep) if dep.target == "production" else ""
     good = store.known_good_production(dep.created_ms, 1)
-    rows = store.latest_comparison_rows(dep_id)
     with vercel.client() as client:
         production = client.production_deployment_id()
-        existing = store.rollback_for(dep_id)
-        plan = cmp.plan_rollback(
-            deployment_id=dep_id, verdict=dep.verdict, target=dep.target, production_id=production,
-            known_good_id=good[0].id if good else None, existing=existing, dry_run=policy.dry_run,
-            smoke_failed=sorted(n for n, r in store.latest_smoke(dep_id).items()
-                                if not r["passed"]),
-            regressed_metrics=cmp.regressed_metrics(rows), held_metrics=cmp.held_metrics(rows),
-            person=person, approver=_approver(context, config),
-        )
-        action = plan.action
-        if action == "accepted":
+        try:
+            plan = release.decide_rollback(
+                store, dep, production, dry_run=policy.dry_run, person=person,
+                approver=_approver(context, config), patient=context.retry_number < WAIT_TRIES)
+        except release.Wait as wait:
+            # Runs run concurrently: an earlier verdict may name the right target. After
+            # WAIT_TRIES the rollback goes ahead with what is known rather than never.
+            context.log.info(f"{wait}; asking again in {WAIT_S} s")
+            raise dg.RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_S) from None
+        if plan.action == "accepted":
             store.set_verdict(dep_id, judge_mod.ACCEPTED_BY_PERSON)
-        waiting = store.unjudged_production_before(dep.created_ms) if not good else []
-        if action == "skipped" and plan.rollback_to is None and waiting and \
-                "no known-good" in plan.reason:
-            # An earlier deployment is still being judged (runs run concurrently): its verdict
-            # may be the known-good target we need, so retry this step rather than give up.
-            context.log.info(f"waiting for the verdict of {waiting} before deciding")
-            raise dg.RetryRequested(max_retries=30, seconds_to_wait=10)
-        if action == "rollback":
-            # Claim before calling: the primary key lets exactly one run own this rollback.
-            if existing is None and store.claim_rollback(dep_id, plan.rollback_to,
-                                                         context.run_id) is not None:
-                action = "skipped"
-                plan = cmp.RollbackPlan("skipped", "another run claimed this rollback first")
-            else:
-                context.log.warning(f"rolling {dep_id} back to {plan.rollback_to}: {plan.reason}")
-                client.rollback(plan.rollback_to)  # raises after retries: the claim stays pending
-                store.finish_rollback(dep_id)
-                action = "rolled_back"
-        elif action == "finish":
-            store.finish_rollback(dep_id)
-            action = "rolled_back"
+        action, plan = release.act_rollback(store, client, dep_id, plan, context.run_id,
+                                            log=context.log.warning)
     store.record_decision(dep_id, context.run_id, action, plan.reason, plan.rollback_to)
     context.log.info(f"{dep_id}: {action}: {plan.reason}")
     if dep.target == "production":  # a preview's fate is the promotion's (see below)
@@ -556,7 +543,31 @@ def releases(history: HistoryResource, notifier: NotifierResource) -> dg.Materia
     })
 
 
-releases_job = dg.define_asset_job("releases_job", selection=[releases],
+@dg.asset_check(
+    asset=releases,
+    name=drift.CHECK_NAME,
+    description="Production runs what this tool's history expects: not a deployment it rolled "
+    "back, nor a regressed, held, rejected or never-judged one put live outside this tool. The "
+    "deployment sensor reports it on every change; executing it asks the provider now.",
+)
+def production_drift(vercel: VercelResource, history: HistoryResource) -> dg.AssetCheckResult:
+    store = DeploymentHistory(history.engine())
+    with vercel.client() as client:
+        try:
+            obs = drift.observe(client, store)
+        except (ProviderError, MalformedPayload, httpx.HTTPError, ValueError) as exc:
+            # Unknown is not "in sync": a warning, and the sensor's next answer replaces it.
+            return dg.AssetCheckResult(
+                passed=False, severity=dg.AssetCheckSeverity.WARN,
+                description=f"could not read production: {client.redact(str(exc))[:500]}")
+    return dg.AssetCheckResult(passed=not obs.flagged, severity=dg.AssetCheckSeverity.ERROR,
+                               description=obs.reason, metadata=obs.metadata())
+
+
+# The sensor reports the drift check as production changes; a refresh after every benchmark run
+# need not ask the provider too.
+releases_job = dg.define_asset_job("releases_job",
+                                   selection=dg.AssetSelection.assets(releases).without_checks(),
                                    description="Refresh the releases table.")
 
 

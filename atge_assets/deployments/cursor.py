@@ -12,6 +12,8 @@ Cursor (small JSON, read back compatibly from every earlier version):
   row; at `max_tries` the id is dropped and recorded, so one such id cannot blind the sensor.
 - `rejected`: fingerprints of entries already recorded as rejected, so an entry the provider
   lists on every poll is recorded once, not once a tick.
+- `drift`: what the `production_drift` check last reported (drift.Observation.key), so the check
+  is reported when it changes, not every tick; stored with the tick, so a lost report is redone.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class SensorCursor:
     acks: list[int] = field(default_factory=list)
     tries: dict[str, int] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
+    drift: str = ""
     # Ids found unusable while reading the cursor (written by an older sensor); not stored.
     dropped: list[str] = field(default_factory=list)
 
@@ -54,6 +57,8 @@ class SensorCursor:
             out["tries"] = self.tries
         if self.rejected:
             out["rejected"] = self.rejected
+        if self.drift:
+            out["drift"] = self.drift
         return json.dumps(out, separators=(",", ":"))
 
 
@@ -68,6 +73,7 @@ def parse(raw: str | None, default_since: int, now_ms: int) -> SensorCursor:
         acks = [int(i) for i in c.get("ack", [])][:MAX_PENDING]
         tries = {str(k): int(v) for k, v in (c.get("tries") or {}).items()}
         rejected = [str(r) for r in c.get("rejected", [])][-MAX_REMEMBERED_REJECTIONS:]
+        drift = str(c.get("drift") or "")[:400]
     except (ValueError, TypeError, AttributeError, OverflowError):
         # A cursor we cannot read must not wedge the sensor.
         return SensorCursor(default_since)
@@ -78,7 +84,7 @@ def parse(raw: str | None, default_since: int, now_ms: int) -> SensorCursor:
     pending = [p for p in pending_raw if is_deployment_id(p)][:MAX_PENDING]
     dropped = [p for p in pending_raw if not is_deployment_id(p)][:MAX_PENDING]
     tries = {k: v for k, v in list(tries.items())[:2 * MAX_PENDING] if is_deployment_id(k)}
-    return SensorCursor(since, pending, acks, tries, rejected, dropped)
+    return SensorCursor(since, pending, acks, tries, rejected, drift, dropped)
 
 
 def implausible(dep: Deployment, now_ms: int) -> str | None:
@@ -219,7 +225,7 @@ def plan_tick(cur: SensorCursor, *, listed: list[Deployment], malformed: list[st
     keep = set(pending) | {dep_id for _, dep_id in intake_valid}
     new = SensorCursor(since, pending, acks,
                        {k: v for k, v in tries.items() if k in keep},
-                       remembered[-MAX_REMEMBERED_REJECTIONS:])
+                       remembered[-MAX_REMEMBERED_REJECTIONS:], cur.drift)
     return TickPlan(requests, new, rejections, len(deferred), len(building),
                     sorted(gone), over_cap)
 

@@ -1,5 +1,5 @@
 """The deployments feature: sensor -> timings -> baseline -> comparison -> rollback, with smoke
-tests and promotion; the `benchmark` and `policy` resources (load and trends read `benchmark`)."""
+tests and promotion, and the production drift check; the `benchmark` and `policy` resources (load and trends read `benchmark`)."""
 
 import dagster as dg
 
@@ -25,6 +25,7 @@ def defs(settings) -> dg.Definitions:
     d = settings.deployments
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets]),
+        asset_checks=[assets.production_drift],
         jobs=[assets.benchmark_job, assets.releases_job],
         sensors=[build_deployment_sensor(settings.shared.sensor_interval_s, d.lookback_hours),
                  build_releases_sensor(settings.shared.sensor_interval_s)],

@@ -1,7 +1,8 @@
 """The deployments' history: deployments, measurements and their samples, baselines,
 comparisons (plus the plan's `einstein_performance_benchmarks`), smoke results, rollbacks and
 promotions (one row each per deployment: the guard that makes them happen at most once),
-decisions (every rolled back / kept / promoted / skipped, with why) and rejected input.
+decisions (every rolled back / kept / promoted / skipped, with why), rejected input and episodes
+of production drift.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from atge_assets.lib.history.schema import (
     decisions,
     deployments,
     measurements,
+    production_drift,
     promotions,
     rejected,
     rollbacks,
@@ -91,13 +93,15 @@ class DeploymentHistory(History):
         with self.engine.connect() as conn:
             return [DeploymentRow(*r) for r in conn.execute(q)]
 
-    def unjudged_production_before(self, before_created_ms: int) -> list[str]:
-        """Earlier production deployments still waiting for their verdict (runs in flight)."""
-        q = (sa.select(deployments.c.id).where(deployments.c.target == "production")
-             .where(deployments.c.verdict.is_(None))
-             .where(deployments.c.created_ms < before_created_ms))
+    def unjudged_production_before(self, before_created_ms: int) -> list[DeploymentRow]:
+        """Earlier READY production deployments still waiting for their verdict (runs in
+        flight), oldest first."""
+        q = (sa.select(*_dep_cols()).where(deployments.c.target == "production")
+             .where(deployments.c.verdict.is_(None)).where(deployments.c.state == "READY")
+             .where(deployments.c.created_ms < before_created_ms)
+             .order_by(deployments.c.created_ms))
         with self.engine.connect() as conn:
-            return list(conn.execute(q).scalars())
+            return [DeploymentRow(*r) for r in conn.execute(q)]
 
     def set_verdict(self, deployment_id: str, verdict: str) -> None:
         with self.engine.begin() as conn:
@@ -346,6 +350,82 @@ class DeploymentHistory(History):
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(rejected.insert(), rows)
+
+    # -- production drift (deployments/drift.py) ----------------------------------------------
+    def went_live(self) -> list[tuple[str, int, str]]:
+        """(deployment id, when in ms, how) for the newest deployment that went live each way
+        this tool knows of: a production deployment it judged (live from its creation, as Vercel
+        does it), its own promotions and its own rollbacks (the target)."""
+        judged = sa.select(decisions.c.deployment_id)
+        created = (sa.select(deployments.c.id, deployments.c.created_ms)
+                   .where(deployments.c.target == "production")
+                   .where(deployments.c.id.in_(judged))
+                   .order_by(deployments.c.created_ms.desc(), deployments.c.id.desc()).limit(1))
+        promoted = (sa.select(promotions.c.deployment_id, promotions.c.done_at)
+                    .where(promotions.c.status == "done")
+                    .order_by(promotions.c.done_at.desc()).limit(1))
+        rolled = (sa.select(rollbacks.c.rollback_to, rollbacks.c.done_at)
+                  .where(rollbacks.c.status == "done")
+                  .order_by(rollbacks.c.done_at.desc()).limit(1))
+        out = []
+        with self.engine.connect() as conn:
+            for how, q, scale in (("created", created, 1), ("promoted", promoted, 1000),
+                                  ("rollback", rolled, 1000)):
+                row = conn.execute(q).first()
+                if row and row[1] is not None:
+                    out.append((row[0], int(row[1] * scale), how))
+        return out
+
+    def live_facts(self, deployment_id: str) -> dict | None:
+        """What the history knows of one deployment for the drift check: target, created_ms,
+        verdict and when (ms), when a rollback of it was done (ms) and its decisions, oldest
+        first; None if it was never seen."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(
+                deployments.c.target, deployments.c.created_ms, deployments.c.verdict,
+                deployments.c.verdict_at).where(deployments.c.id == deployment_id)).first()
+            if row is None:
+                return None
+            rolled = conn.execute(sa.select(rollbacks.c.done_at).where(
+                rollbacks.c.deployment_id == deployment_id).where(
+                rollbacks.c.status == "done")).scalar()
+            decided = conn.execute(sa.select(decisions.c.decision).where(
+                decisions.c.deployment_id == deployment_id).order_by(decisions.c.id)).scalars()
+            return {"target": row.target, "created_ms": row.created_ms, "verdict": row.verdict,
+                    "verdict_at_ms": None if row.verdict_at is None else int(row.verdict_at * 1000),
+                    "rolled_back_at_ms": None if rolled is None else int(rolled * 1000),
+                    "decisions": tuple(decided)}
+
+    def open_drift(self) -> dict | None:
+        """The drift episode still open, if any (at most one: a new one closes the old)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(production_drift)
+                               .where(production_drift.c.ended_at.is_(None))
+                               .order_by(production_drift.c.id.desc()).limit(1)).first()
+        return dict(row._mapping) if row else None
+
+    def start_drift(self, live_id: str, expected_id: str | None, kind: str, reason: str) -> dict:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(production_drift.update().where(production_drift.c.ended_at.is_(None))
+                         .values(ended_at=now))
+            new_id = conn.execute(production_drift.insert().values(
+                live_id=live_id, expected_id=expected_id, kind=kind, reason=reason[:4000],
+                started_at=now)).inserted_primary_key[0]
+            row = conn.execute(sa.select(production_drift)
+                               .where(production_drift.c.id == new_id)).first()
+        return dict(row._mapping)
+
+    def mark_drift_announced(self, episode_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(production_drift.update().where(production_drift.c.id == episode_id)
+                         .values(announced_at=time.time()))
+
+    def end_drift(self, episode_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(production_drift.update().where(production_drift.c.id == episode_id)
+                         .where(production_drift.c.ended_at.is_(None))
+                         .values(ended_at=time.time()))
 
 
 def _dep_cols():

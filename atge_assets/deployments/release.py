@@ -9,8 +9,8 @@ from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory, DeploymentRow
 from atge_assets.deployments.judge import HELD, REGRESSED
-from atge_assets.notify.events import limits_alert_event, over_limit
 from atge_assets.deployments.suite import Suite
+from atge_assets.notify.events import limits_alert_event, over_limit
 
 PROMOTE = "promote"
 # What a person may decide about a held deployment, as config of `rollback` (production) or
@@ -46,9 +46,11 @@ def promotion_decision(dep: DeploymentRow, smoke: dict[str, dict], existing: dic
         return "skipped", "already a production deployment"
     if existing and existing["status"] == "done":
         return "skipped", "already promoted"
-    if live is not None and live.id != dep.id and live.created_ms > dep.created_ms:
-        # Promoting it would put older code live over newer production deployments, which would
-        # then be "no longer production" and never judged.
+    if live is not None and live.id != dep.id and live.created_ms > dep.created_ms \
+            and live.verdict != REGRESSED:
+        # Promoting it would put older code live over a newer production deployment, which would
+        # then be "no longer production" and never judged. A newer one that regressed is on its
+        # way out (its rollback would return to something older than this preview): no guard.
         return "skipped", f"older than the live production deployment {live.id}"
     if not smoke:
         return "blocked", "no smoke test results"
@@ -109,7 +111,7 @@ def release_events(store: DeploymentHistory, dep, action: str, rollback_to: str 
     """
     rows = store.latest_comparison_rows(dep.id)
     metrics = _with_limits(suite, rows)
-    ids = dict(run_url=run_url, run_id=run_id)
+    ids = {"run_url": run_url, "run_id": run_id}
     if action == "held":
         return [notify.held_event(dep.id, reason, metrics=metrics, deployment_url=dep.url, **ids)]
     if action == "rolled_back":
@@ -144,3 +146,91 @@ def _with_limits(suite: Suite, rows) -> list[dict]:
     over = {m["metric"]: m["threshold"] for m in over_limit(_as_metrics(rows), limits(suite))}
     return [dict(m, threshold=over[m["metric"]]) if m["metric"] in over else m
             for m in _as_metrics(rows)]
+
+
+class Wait(Exception):
+    """Decide later: a verdict this decision depends on is not known yet (runs run concurrently).
+    The message says whose."""
+
+
+def decide_rollback(store: DeploymentHistory, dep: DeploymentRow, production_id: str | None, *,
+                    dry_run: bool, person: str = "", approver: str = "",
+                    patient: bool = True) -> cmp.RollbackPlan:
+    """What the rollback asset does for `dep`, with `production_id` live now. Raises Wait while
+    `patient` and an earlier production deployment's verdict is pending: it may be the newest
+    accepted one, the right target (Vercel's instant rollback returns to what was live before).
+    An impatient call (the waiting is over) decides with what is known."""
+    good = store.known_good_production(dep.created_ms, 1)
+    rows = store.latest_comparison_rows(dep.id)
+    existing = store.rollback_for(dep.id)
+    plan = cmp.plan_rollback(
+        deployment_id=dep.id, verdict=dep.verdict, target=dep.target, production_id=production_id,
+        known_good_id=good[0].id if good else None, existing=existing, dry_run=dry_run,
+        smoke_failed=sorted(n for n, r in store.latest_smoke(dep.id).items() if not r["passed"]),
+        regressed_metrics=cmp.regressed_metrics(rows), held_metrics=cmp.held_metrics(rows),
+        person=person, approver=approver)
+    wants_target = plan.action in ("rollback", "would_roll_back") and existing is None or (
+        plan.action == "skipped" and "no known-good" in plan.reason)
+    if patient and wants_target:
+        newer = good[0].created_ms if good else -1
+        waiting = [w.id for w in store.unjudged_production_before(dep.created_ms)
+                   if w.id != dep.id and w.created_ms > newer]
+        if waiting:
+            raise Wait(f"waiting for the verdict of {', '.join(waiting)} before choosing where "
+                       "to roll back")
+    return plan
+
+
+def act_rollback(store: DeploymentHistory, client, dep_id: str, plan: cmp.RollbackPlan,
+                 run_id: str, log=None) -> tuple[str, cmp.RollbackPlan]:
+    """Carry a plan out: (the decision to record, the plan it ended with). The claim row comes
+    before the provider call, so exactly one run owns a rollback and a retry finishes it."""
+    action = plan.action
+    if action == "rollback":
+        existing = store.rollback_for(dep_id)
+        if existing is None and store.claim_rollback(dep_id, plan.rollback_to, run_id) is not None:
+            return "skipped", cmp.RollbackPlan("skipped", "another run claimed this rollback first")
+        if log:
+            log(f"rolling {dep_id} back to {plan.rollback_to}: {plan.reason}")
+        client.rollback(plan.rollback_to)  # raises after retries: the claim stays pending
+        store.finish_rollback(dep_id)
+        return "rolled_back", plan
+    if action == "finish":
+        store.finish_rollback(dep_id)
+        return "rolled_back", plan
+    return action, plan
+
+
+def decide_promotion(store: DeploymentHistory, dep: DeploymentRow, live_id: str | None, *,
+                     auto_promote: bool, manual: bool, person: str = "", approver: str = "",
+                     patient: bool = True) -> tuple[str, str]:
+    """promotion_decision with what the history knows. A preview is never promoted over a newer
+    accepted deployment that went live (a rollback would return to that one); while `patient`,
+    it waits (raises Wait) for the verdicts of newer production deployments, since whether it is
+    the newest accepted deployment depends on them."""
+    live = store.deployment(live_id) if live_id else None
+    if dep.target != "production" and dep.verdict in ACCEPTED and person != "reject":
+        newer = [w.id for w in store.unjudged_production_before(2**62)
+                 if w.created_ms > dep.created_ms]
+        if patient and newer:
+            raise Wait(f"waiting for the verdict of the newer production deployment "
+                       f"{', '.join(newer)}")
+        good = store.known_good_production(2**62, 1)
+        if good and good[0].id != dep.id and good[0].created_ms > dep.created_ms:
+            return "skipped", f"older than {good[0].id}, a newer accepted deployment that went live"
+    return promotion_decision(dep, store.latest_smoke(dep.id), store.promotion_for(dep.id),
+                              auto_promote=auto_promote, manual=manual, live=live, person=person,
+                              approver=approver)
+
+
+def act_promotion(store: DeploymentHistory, client, dep_id: str, decision: str,
+                  reason: str, run_id: str) -> tuple[str, str]:
+    """Promote when the decision says so, at most once (a claim row before the provider call)."""
+    if decision != PROMOTE:
+        return decision, reason
+    existing = store.promotion_for(dep_id)
+    if existing is None and store.claim_promotion(dep_id, run_id) is not None:
+        return "skipped", "another run claimed this promotion first"
+    client.promote(dep_id)  # raises after retries: the claim stays pending
+    store.finish_promotion(dep_id)
+    return "promoted", reason

@@ -23,6 +23,7 @@ from atge_assets.notify.delivery import (
     dispatch,
 )
 from atge_assets.notify.events import (
+    DRIFT,
     HELD,
     KINDS,
     PERF_ALERT,
@@ -33,6 +34,7 @@ from atge_assets.notify.events import (
     SEVERITIES,
     Event,
     amount,
+    drift_event,
     held_event,
     perf_alert_events,
     promotion_event,
@@ -45,8 +47,9 @@ from atge_assets.notify.sent_log import MemorySentLog, SentLog, SqlSentLog
 __all__ = [
     "PAGERDUTY_EVENTS_URL", "SIGNATURE_HEADER", "PagerDutyNotifier", "SlackNotifier",
     "WebhookNotifier", "build_notifiers", "sign", "verify_signature", "DUPLICATE", "FAILED",
-    "SENT", "SKIPPED", "DeliveryResult", "NotificationError", "Notifier", "dispatch", "HELD",
-    "KINDS", "PERF_ALERT", "PROMOTION", "RECOVERY", "ROLLBACK", "RUN_FAILED", "SEVERITIES",
-    "Event", "amount", "held_event", "perf_alert_events", "promotion_event", "recovery_event",
-    "rollback_event", "run_failed_event", "MemorySentLog", "SentLog", "SqlSentLog",
+    "SENT", "SKIPPED", "DeliveryResult", "NotificationError", "Notifier", "dispatch", "DRIFT",
+    "HELD", "KINDS", "PERF_ALERT", "PROMOTION", "RECOVERY", "ROLLBACK", "RUN_FAILED",
+    "SEVERITIES", "Event", "amount", "drift_event", "held_event", "perf_alert_events",
+    "promotion_event", "recovery_event", "rollback_event", "run_failed_event", "MemorySentLog",
+    "SentLog", "SqlSentLog",
 ]

@@ -11,6 +11,7 @@ from typing import Iterable, Mapping
 from atge_assets.lib.redaction import url_secrets
 from atge_assets.notify.delivery import Notifier, _check_url
 from atge_assets.notify.events import (
+    DRIFT,
     HELD,
     PERF_ALERT,
     PROMOTION,
@@ -26,7 +27,8 @@ from atge_assets.notify.sent_log import MemorySentLog, SentLog
 # -- Slack -------------------------------------------------------------------------------------
 
 _EMOJI = {ROLLBACK: ":rewind:", PROMOTION: ":rocket:", RUN_FAILED: ":x:",
-          PERF_ALERT: ":warning:", RECOVERY: ":white_check_mark:", HELD: ":hand:"}
+          PERF_ALERT: ":warning:", RECOVERY: ":white_check_mark:", HELD: ":hand:",
+          DRIFT: ":twisted_rightwards_arrows:"}
 _MAX_FIELDS = 10  # Slack's limit per section
 
 
@@ -121,7 +123,7 @@ class PagerDutyNotifier(Notifier):
 
     def __init__(self, routing_key: str, *, events_url: str = PAGERDUTY_EVENTS_URL,
                  source: str = "atge-assets",
-                 trigger_on: Iterable[str] = (ROLLBACK, PERF_ALERT, HELD), **kw):
+                 trigger_on: Iterable[str] = (ROLLBACK, PERF_ALERT, HELD, DRIFT), **kw):
         if not routing_key or not routing_key.strip():
             raise ValueError("a PagerDuty routing key is required (ATGE_PAGERDUTY_ROUTING_KEY)")
         self._routing_key = routing_key.strip()

@@ -1,4 +1,5 @@
-"""Release events (rollback, promotion, failed run, performance alert, recovery), each with the
+"""Release events (rollback, promotion, failed run, performance alert, held, production drift,
+recovery), each with the
 idempotency key that makes it one message per channel however often a run is retried.
 """
 
@@ -19,12 +20,15 @@ PERF_ALERT = "perf_alert"
 RECOVERY = "recovery"
 # A deployment the judge could not decide within its sample budget: a person decides.
 HELD = "held"
-KINDS = (ROLLBACK, PROMOTION, RUN_FAILED, PERF_ALERT, RECOVERY, HELD)
+# Production was changed outside this tool to a deployment it would not have put there.
+DRIFT = "drift"
+KINDS = (ROLLBACK, PROMOTION, RUN_FAILED, PERF_ALERT, RECOVERY, HELD, DRIFT)
 
 # PagerDuty's four severities; Slack and the webhook show the same word.
 SEVERITIES = ("critical", "error", "warning", "info")
 _DEFAULT_SEVERITY = {ROLLBACK: "critical", RUN_FAILED: "error", PERF_ALERT: "warning",
-                     PROMOTION: "info", RECOVERY: "info", HELD: "warning"}
+                     PROMOTION: "info", RECOVERY: "info", HELD: "warning",
+                     DRIFT: "error"}
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,19 @@ def held_event(deployment_id: str, reason: str = "", *, metrics: Sequence[Mappin
     return Event(HELD, deployment_id, f"{deployment_id} held: a person decides", metrics,
                  decision="held: not promoted, not known-good, until a person decides",
                  reason=reason, run_url=run_url, run_id=run_id, deployment_url=deployment_url)
+
+
+def drift_event(deployment_id: str, episode: int | str, expected_id: str | None,
+                reason: str = "", *, action: str = "", deployment_url: str | None = None) -> Event:
+    """Production runs `deployment_id` though this tool expects `expected_id`. One event per
+    drift episode (its dedup_key names the episode), so a second tick of the same episode is a
+    duplicate and the episode's end resolves exactly this incident."""
+    return Event(DRIFT, deployment_id,
+                 f"Production drift: {deployment_id} is live, {expected_id or 'none'} expected",
+                 decision="production changed outside this tool" + (f"; {action}" if action
+                                                                     else ""),
+                 reason=reason, deployment_url=deployment_url,
+                 dedup_key=f"atge-drift-{episode}")
 
 
 def run_failed_event(run_id: str, job_name: str, error: str = "", *, deployment_id: str = "",

@@ -4,10 +4,15 @@
           GET /d/{deployment}/api/einstein/trade-history  (with a Server-Timing header)
 - Vercel: GET /v6/deployments (and /v7, which Vercel's SDK calls), GET /v13/deployments/{id},
           GET /v9/projects/{id}, POST /v1/projects/{id}/rollback/{dep},
-          POST /v10/projects/{id}/promote/{dep}; answers shaped as Vercel's OpenAPI description
-          says (see vercel_payloads.py)
+          POST /v10/projects/{id}/promote/{dep}, GET /v1/projects/{id}/rolling-release(/config),
+          POST .../rolling-release/approve-stage and .../complete; answers shaped as Vercel's
+          OpenAPI description says (see vercel_payloads.py)
+- Production URL: /p/... answers as the live deployment, or during a rolling release as the
+          canary for the active stage's share of requests (marked with CANARY_HEADER when the
+          config asks for `canaryResponseHeader`)
 - Control (for `atge sandbox ...`): POST /_sandbox/deployments, GET /_sandbox/status,
-          POST /_sandbox/faults
+          POST /_sandbox/faults, POST /_sandbox/rolling-release (the config: {"stages",
+          "advancementType", "canaryResponseHeader"}, or {"stages": null} to turn it off)
 The Vercel routes want `Authorization: Bearer <token>`, as the real API does, so tests exercise
 the provider's header handling.
 """
@@ -39,6 +44,11 @@ PROTECTED_PAGE = (b"<!doctype html><html><head><title>Authentication Required</t
 MAX_BODY = 1 << 20
 
 _APP = re.compile(r"^/d/(?P<dep>[A-Za-z0-9_]+)(?P<path>/.*)$")
+_PRODUCTION = re.compile(r"^/p(?P<path>/.*)$")
+# Which deployment served a request to the production URL is Vercel's to say; the name of the
+# header its `canaryResponseHeader` option adds is not in the OpenAPI description, so the
+# sandbox names its own (ATGE_ROLLOUT_CANARY_HEADER tells the rollouts which one to read).
+CANARY_HEADER = "x-sandbox-canary"
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -132,6 +142,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._route("POST")
 
+    def do_PATCH(self):
+        self._route("PATCH")
+
+    def do_DELETE(self):
+        self._route("DELETE")
+
     def _route(self, method: str) -> None:
         parts = urlsplit(self.path)
         path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -142,6 +158,13 @@ class Handler(BaseHTTPRequestHandler):
             m = _APP.match(path)
             if m:
                 return self._app(method, m["dep"], m["path"])
+            m = _PRODUCTION.match(path)
+            if m:
+                dep, canary = self.server.state.serving()
+                cfg = self.server.state.world.rolling_config
+                marked = canary and bool(cfg and cfg["canaryResponseHeader"])
+                return self._app(method, dep.id if dep else "", m["path"],
+                                 {CANARY_HEADER: "1"} if marked else {})
             if path.startswith("/_sandbox/"):
                 return self._control(method, path)
             return self._vercel(method, path, query)
@@ -149,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(400, {"error": {"code": "bad_request", "message": str(exc)}})
 
     # -- the simulated ATGE app ----------------------------------------------------------------
-    def _app(self, method: str, dep_id: str, path: str) -> None:
+    def _app(self, method: str, dep_id: str, path: str, extra: dict | None = None) -> None:
         secret = self.server.protection_bypass
         if secret and not hmac.compare_digest(
                 (self.headers.get(BYPASS_HEADER) or "").encode(), secret.encode()):
@@ -162,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(HANG_S)
             return self._send(504, {"error": "FUNCTION_INVOCATION_TIMEOUT"})
         if path == "/api/health":
-            return self._send(200, {"status": "ok", "deployment": dep_id})
+            return self._send(200, {"status": "ok", "deployment": dep_id}, extra)
         if path == "/api/einstein/analyze" and method == "POST":
             body = self._body()
             phases = ["collect", "ai", "db", "overhead"]
@@ -178,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
         if st.fails(dep):
             return self._send(500, {"error": "INTERNAL_SERVER_ERROR"})
         header = ", ".join(f"{p};dur={v:.2f}" for p, v in timings.items() if p != "overhead")
-        return self._send(200, result, {"server-timing": header})
+        return self._send(200, result, {"server-timing": header, **(extra or {})})
 
     # -- Vercel's REST subset ------------------------------------------------------------------
     def _vercel(self, method: str, path: str, query: dict) -> None:
@@ -217,7 +240,38 @@ class Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/v10/projects/([^/]+)/promote/([A-Za-z0-9_]+)", path)
         if method == "POST" and m and m[1] == pid:
             return self._act(st.promote, m[2])
+        m = re.fullmatch(r"/v1/projects/([^/]+)/rolling-release(/[a-z-]+)?", path)
+        if m and m[1] == pid:
+            return self._rolling(method, m[2] or "")
         return self._send(404, {"error": {"code": "not_found", "message": path}})
+
+    def _rolling(self, method: str, action: str) -> None:
+        st = self.server.state
+        if method == "GET" and action == "/config":
+            return self._send(200, vercel_payloads.rolling_config(st.world.rolling_config))
+        if method == "GET" and action == "":
+            return self._send(200, self._release())
+        if method == "POST" and action in ("/approve-stage", "/complete"):
+            body = self._body()
+            canary = body.get("canaryDeploymentId")
+            index = body.get("nextStageIndex")
+            if not isinstance(canary, str) or (action == "/approve-stage" and (
+                    isinstance(index, bool) or not isinstance(index, (int, float)))):
+                return self._send(400, {"error": {"code": "bad_request", "message":
+                                                  "canaryDeploymentId and nextStageIndex needed"}})
+            try:
+                if action == "/complete":
+                    st.complete_rolling(canary)
+                else:
+                    st.approve_stage(canary, int(index))
+            except ValueError as exc:
+                return self._send(400, {"error": {"code": "bad_request", "message": str(exc)}})
+            return self._send(200, self._release())
+        return self._send(404, {"error": {"code": "not_found", "message": action}})
+
+    def _release(self) -> dict:
+        st = self.server.state
+        return vercel_payloads.rolling_release(st.world.rolling_release, st.get, self._app_url)
 
     def _act(self, action, dep_id: str) -> None:
         try:
@@ -269,6 +323,12 @@ class Handler(BaseHTTPRequestHandler):
                 build_s=float(body.get("build_s", 0.0)), mode=str(body.get("mode", "ok")),
             )
             return self._send(201, {"id": dep.id, "url": self._app_url(dep), "target": dep.target})
+        if method == "POST" and path == "/_sandbox/rolling-release":
+            body = self._body()
+            cfg = st.configure_rolling(body.get("stages"),
+                                       str(body.get("advancementType", "manual-approval")),
+                                       bool(body.get("canaryResponseHeader")))
+            return self._send(201, {"rollingRelease": cfg})
         if method == "POST" and path == "/_sandbox/faults":
             body = self._body()
             faults = [{"status": int(f["status"]), "body": f.get("body"),

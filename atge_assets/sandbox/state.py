@@ -52,6 +52,11 @@ class World:
     production: str | None = None
     rollbacks: list[dict] = field(default_factory=list)
     promotions: list[dict] = field(default_factory=list)
+    # Rolling releases: the project's config ({"advancementType", "stages": [{"targetPercentage",
+    # "requireApproval"}], "canaryResponseHeader"}), and the latest release ({"state", "current",
+    # "canary", "stage", "stages", "advancementType", "startedAt", "updatedAt"}).
+    rolling_config: dict | None = None
+    rolling_release: dict | None = None
 
 
 class SandboxState:
@@ -107,10 +112,79 @@ class SandboxState:
             dep = SandboxDeployment("dpl_" + secrets.token_hex(8), now, target, slowdown, errors,
                                     build_s, mode)
             self.world.deployments.append(dep)
-            if target == "production":
+            cfg = self.world.rolling_config
+            if target == "production" and cfg and self.world.production:
+                # Rolled out in stages: the live deployment keeps the rest of the traffic. A
+                # release still active is replaced by this one (Vercel queues it instead).
+                self.world.rolling_release = {
+                    "state": "ACTIVE", "current": self.world.production, "canary": dep.id,
+                    "stage": 0, "stages": [dict(s) for s in cfg["stages"]],
+                    "advancementType": cfg["advancementType"], "startedAt": now, "updatedAt": now}
+            elif target == "production":
                 self.world.production = dep.id  # a production deployment goes live when created
             self._save()
             return dep
+
+    def configure_rolling(self, stages: list | None, advancement: str = "manual-approval",
+                          canary_header: bool = False) -> dict | None:
+        """Rolling releases for the next production deployments (None turns them off). As on
+        Vercel, stages are {"targetPercentage", "requireApproval"}, the last one at 100."""
+        if stages is not None:
+            if advancement not in ("automatic", "manual-approval"):
+                raise ValueError("advancementType must be automatic or manual-approval")
+            if not isinstance(stages, list) or len(stages) < 2:
+                raise ValueError("stages must be a list of at least two stages")
+            pcts = [s.get("targetPercentage") if isinstance(s, dict) else None for s in stages]
+            if not all(isinstance(p, (int, float)) and 0 < p <= 100 for p in pcts) \
+                    or pcts != sorted(set(pcts)) or pcts[-1] != 100:
+                raise ValueError("targetPercentage must rise from stage to stage, ending at 100")
+            stages = [{"targetPercentage": float(p), "requireApproval": bool(
+                s.get("requireApproval", advancement == "manual-approval")),
+                "duration": s.get("duration")} for p, s in zip(pcts, stages)]
+        with self._lock:
+            self.world.rolling_config = None if stages is None else {
+                "advancementType": advancement, "stages": stages,
+                "canaryResponseHeader": bool(canary_header)}
+            self._save()
+            return self.world.rolling_config
+
+    def _active_release(self, canary_id: str) -> dict:
+        rr = self.world.rolling_release
+        if not rr or rr["state"] != "ACTIVE" or rr["canary"] != canary_id:
+            raise ValueError(f"no active rolling release for {canary_id}")
+        return rr
+
+    def approve_stage(self, canary_id: str, next_index: int) -> dict:
+        with self._lock:
+            rr = self._active_release(canary_id)
+            if next_index != rr["stage"] + 1 or next_index >= len(rr["stages"]):
+                raise ValueError(f"stage {rr['stage']} is active: the next one is "
+                                 f"{rr['stage'] + 1}, not {next_index}")
+            if next_index == len(rr["stages"]) - 1:
+                return self.complete_rolling(canary_id)
+            rr.update(stage=next_index, updatedAt=int(time.time() * 1000))
+            self._save()
+            return rr
+
+    def complete_rolling(self, canary_id: str) -> dict:
+        with self._lock:
+            rr = self._active_release(canary_id)
+            rr.update(state="COMPLETE", stage=len(rr["stages"]) - 1,
+                      updatedAt=int(time.time() * 1000))
+            self.world.production = canary_id
+            self._save()
+            return rr
+
+    def serving(self) -> tuple[SandboxDeployment | None, bool]:
+        """Which deployment answers this request to the production URL, and whether it is the
+        canary: each request is a new visitor, drawn at the active stage's share."""
+        with self._lock:
+            rr = self.world.rolling_release
+            if rr and rr["state"] == "ACTIVE":
+                share = rr["stages"][rr["stage"]]["targetPercentage"] / 100
+                if self._rng.random() < share:
+                    return self.get(rr["canary"]), True
+            return (self.get(self.world.production) if self.world.production else None), False
 
     def rollback(self, to_id: str) -> dict:
         with self._lock:
@@ -120,6 +194,11 @@ class SandboxState:
             if dep.target != "production" or dep.state() != "READY":
                 raise ValueError(f"{to_id} is not a READY production deployment")
             event = {"from": self.world.production, "to": to_id, "at": time.time()}
+            rr = self.world.rolling_release
+            if rr and rr["state"] == "ACTIVE":
+                # Vercel's Instant Rollback is how a release is aborted: the canary loses its share.
+                rr.update(state="ABORTED", updatedAt=int(time.time() * 1000))
+                event["from"] = rr["canary"]
             self.world.production = to_id
             self.world.rollbacks.append(event)
             self._save()
@@ -152,6 +231,8 @@ class SandboxState:
                 "deployments": [dict(asdict(d), state=d.state()) for d in self.world.deployments],
                 "rollbacks": list(self.world.rollbacks),
                 "promotions": list(self.world.promotions),
+                "rolling_config": self.world.rolling_config,
+                "rolling_release": self.world.rolling_release,
                 "scale": self.scale,
             }
 

@@ -1,6 +1,7 @@
 """What the sandbox's Vercel API answers, field for field in the shape of Vercel's OpenAPI
 description (the excerpt the tests validate against): a deployment as a list item
-(GET /v6|v7/deployments), in full (GET /v13/deployments/{id}), and the project (GET /v9/projects).
+(GET /v6|v7/deployments), in full (GET /v13/deployments/{id}), the project (GET /v9/projects),
+and its rolling release and their config (GET /v1/projects/{id}/rolling-release[/config]).
 
 Values are plausible rather than real: one owner, one region, one creator. The one deliberate
 difference is `url`: Vercel gives a bare host served over HTTPS, the sandbox a full http URL
@@ -91,3 +92,53 @@ def project(project_id: str, production: SandboxDeployment | None, url: str,
         "resourceConfig": dict(config), "defaultResourceConfig": dict(config),
         "targets": {"production": live},
     }
+
+
+def _release_deployment(dep: SandboxDeployment | None, url: str) -> dict | None:
+    if dep is None:
+        return None
+    return {"id": dep.id, "name": NAME, "url": url,
+            "target": "production" if dep.target == "production" else None, "source": "cli",
+            "createdAt": dep.created_ms, "readyState": dep.state(),
+            "readyStateAt": dep.created_ms + int(dep.build_s * 1000)}
+
+
+def _stage(stage: dict, index: int, count: int) -> dict:
+    return {"index": index, "isFinalStage": index == count - 1,
+            "targetPercentage": stage["targetPercentage"],
+            "requireApproval": stage["requireApproval"], "duration": stage.get("duration"),
+            "linearShift": False}
+
+
+def rolling_release(rr: dict | None, deployment_of, url_of) -> dict:
+    """GET /v1/projects/{id}/rolling-release, and the answer of approve-stage and complete."""
+    if rr is None:
+        return {"rollingRelease": None}
+    n = len(rr["stages"])
+    stages = [_stage(s, i, n) for i, s in enumerate(rr["stages"])]
+    active = rr["state"] == "ACTIVE"
+
+    def dep(dep_id):
+        d = deployment_of(dep_id)
+        return _release_deployment(d, url_of(d) if d else "")
+
+    return {"rollingRelease": {
+        "state": rr["state"], "currentDeployment": dep(rr["current"]),
+        "canaryDeployment": dep(rr["canary"]), "queuedDeploymentId": None,
+        "advancementType": rr["advancementType"], "stages": stages,
+        "activeStage": stages[rr["stage"]] if active else None,
+        "nextStage": stages[rr["stage"] + 1] if active and rr["stage"] + 1 < n else None,
+        "startedAt": rr["startedAt"], "updatedAt": rr["updatedAt"],
+    }}
+
+
+def rolling_config(cfg: dict | None) -> dict:
+    """GET /v1/projects/{id}/rolling-release/config: the template for the next releases."""
+    if cfg is None:
+        return {"rollingRelease": None}
+    return {"rollingRelease": {
+        "target": "production", "canaryResponseHeader": cfg["canaryResponseHeader"],
+        "stages": [{"targetPercentage": s["targetPercentage"],
+                    "requireApproval": s["requireApproval"],
+                    **({"duration": s["duration"]} if s.get("duration") is not None else {})}
+                   for s in cfg["stages"]]}}

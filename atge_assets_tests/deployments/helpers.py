@@ -10,21 +10,27 @@ from atge_assets.deployments.assets import (  # noqa: E402
 )
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.sensors import build_deployment_sensor
+from atge_assets.notify.resources import NotifierResource
 
 GRAPH = [benchmark_timings, baseline, baseline_comparison, smoke_tests, rollback, promotion]
 
 
 def tick(instance, resources, cursor=None, **sensor_kw):
-    """One real sensor evaluation; partitions it requests are added as the daemon would.
-    `sensor_kw` go to build_deployment_sensor (tick_deadline_s, max_runs_per_tick, ...)."""
+    """One real sensor evaluation; partitions it requests are added and the asset events it
+    reports (the drift check) recorded, as the daemon would. `sensor_kw` go to
+    build_deployment_sensor (tick_deadline_s, max_runs_per_tick, ...)."""
     sensor = build_deployment_sensor(interval_s=1, lookback_hours=1, **sensor_kw)
     ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
                                   resources={"vercel": resources["vercel"],
-                                             "history": resources["history"]})
+                                             "history": resources["history"],
+                                             "notifier": resources.get("notifier")
+                                             or NotifierResource()})
     result = sensor(ctx)
     if isinstance(result, dg.SensorResult):
         for req in result.dynamic_partitions_requests or []:
             instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)
     return result
 
 

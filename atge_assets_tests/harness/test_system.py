@@ -7,6 +7,8 @@ the one switch (ATGE_DATABASE_URL) that puts Dagster and the history on the Post
 
 import contextlib
 import json
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +23,17 @@ from atge_assets_tests.notify.contracts import assert_block_kit
 def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
     with contextlib.ExitStack() as cleanup:
         slack = cleanup.enter_context(json_receiver())
-        env = {"ATGE_SLACK_WEBHOOK_URL": slack.url + "/services/T0/B0/x"}
+        # Distinct secrets, to look for anywhere the system writes (issue 15).
+        secret = {name: f"{name}-{uuid.uuid4().hex}" for name in
+                  ("token", "bypass", "hook", "dbpass")}
+        env = {"ATGE_SLACK_WEBHOOK_URL": f"{slack.url}/services/T0/B0/{secret['hook']}",
+               "ATGE_SANDBOX_TOKEN": secret["token"],
+               "VERCEL_AUTOMATION_BYPASS_SECRET": secret["bypass"]}
         history_url = f"sqlite:///{tmp_path / 'home' / 'history.sqlite'}"
         if storage == "postgres":
-            history_url = env["ATGE_DATABASE_URL"] = cleanup.enter_context(fresh_pg_database())
+            # The server trusts loopback, so the password is never checked, only carried.
+            history_url = env["ATGE_DATABASE_URL"] = cleanup.enter_context(
+                fresh_pg_database()).replace("//postgres@", f"//postgres:{secret['dbpass']}@")
         s = stack.start(tmp_path / "home", extra_env=env)
         try:
             s.wait_for(s.ui_ready, 180)
@@ -66,11 +75,22 @@ def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
             about_slow = [g["json"] for g in slack.got if slow in json.dumps(g["json"])]
             assert about_slow == msg
             assert_block_kit(msg[0])
+            graphql = _graphql_answers(s.ui_url)
         finally:
             code = s.stop()
         assert code == 0, s.log_path.read_text()[-3000:]
         log = s.log_path.read_text()
         assert "dagster stopped" in log and "sandbox stopped" in log
+        # Secrets show nowhere the system wrote: instance storage, compute logs, the history,
+        # the processes' output, the UI's API (the Postgres rows are read back below).
+        written = _everything_written(home, skip={"sandbox.json"}) + [graphql.encode()]
+        if storage == "postgres":
+            written.append(_database_dump(history_url))
+        for name, value in secret.items():
+            if name == "dbpass" and storage != "postgres":
+                continue
+            assert not any(value.encode() in w for w in written), \
+                f"the {name} secret was written somewhere"
 
 
 class _Closing:
@@ -100,3 +120,50 @@ def _releases(ui_url: str) -> dict[str, dict]:
             rows = [json.loads(r) for r in entry["table"]["records"]]
             return {r["deployment"]: r for r in rows}
     return {}
+
+
+GRAPHQL_PROBES = (
+    '{ runsOrError(limit: 50) { ... on Runs { results { runId tags { key value } } } } }',
+    '{ instance { info } }',
+    '{ workspaceOrError { ... on Workspace { locationEntries { name } } } }',
+)
+
+
+def _graphql_answers(ui_url: str) -> str:
+    """What the webserver's API tells anyone who can reach it: runs and their tags, the
+    instance, and every resource's configured values."""
+    import httpx
+
+    answers = [httpx.post(ui_url + "/graphql", json={"query": q}, timeout=10).text
+               for q in GRAPHQL_PROBES]
+    names = [e["name"] for e in json.loads(answers[-1])["data"]["workspaceOrError"]
+             ["locationEntries"]]
+    for name in names:
+        answers.append(httpx.post(ui_url + "/graphql", timeout=10, json={"query": (
+            '{ allTopLevelResourceDetailsOrError(repositorySelector: {repositoryLocationName: '
+            f'"{name}", repositoryName: "__repository__"}}) {{ ... on ResourceDetailsList '
+            '{ results { name configuredValues { key value type } } } } }')}).text)
+    assert any("configuredValues" in a for a in answers)  # the probe reached the resources
+    return "\n".join(answers)
+
+
+def _everything_written(root: Path, skip: set[str]) -> list[bytes]:
+    """Every file under the home (SQLite databases, compute logs, event logs, the processes'
+    log), except the sandbox's own state: it plays Vercel, which holds the secrets by design."""
+    found = [p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip]
+    assert len(found) > 10  # the instance, its logs and the history really are there
+    return found
+
+
+def _database_dump(url: str) -> bytes:
+    """Every row of every table of the history database, as text."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names()
+            return "\n".join(str(row) for t in tables
+                             for row in conn.execute(sa.text(f'SELECT * FROM "{t}"'))).encode()
+    finally:
+        engine.dispose()

@@ -175,6 +175,29 @@ def test_pagerduty_skips_kinds_it_does_not_page_for(receiver, sleeps):
     assert r.status == nt.SKIPPED and r.ok and receiver.requests == []
 
 
+def test_drift_is_one_incident_per_episode_on_every_channel(receiver, sleeps):
+    """Slack shows it, PagerDuty pages and resolves it by the episode's dedup_key, the webhook
+    carries it; a second episode of the same deployment is a new incident."""
+    drift = nt.drift_event("dpl_back", 7, "dpl_good", "dpl_back is live, but was rolled back",
+                           action="benchmarking it", deployment_url="https://atge-b.vercel.app")
+    assert drift.severity == "error" and drift.dedup_key == "atge-drift-7"
+    assert nt.drift_event("dpl_back", 8, "dpl_good").idempotency_key != drift.idempotency_key
+    receiver.answer(*[(202, {}, '{"status":"success"}')] * 2, path="/v2/enqueue")
+    pd = nt.PagerDutyNotifier(ROUTING_KEY, events_url=receiver.url("/v2/enqueue"), sleep=sleeps)
+    for n in (_slack(receiver, sleeps), pd, nt.WebhookNotifier(receiver.url("/hook"))):
+        assert n.send(drift).status == nt.SENT
+    assert pd.send(nt.recovery_event(drift, "production is dpl_good again")).status == nt.SENT
+    slack, trigger, hook, resolve = receiver.bodies()
+    assert ":twisted_rightwards_arrows:" in slack["text"] and "dpl_back" in slack["text"]
+    assert "benchmarking it" in json.dumps(slack["blocks"])
+    assert trigger["event_action"] == "trigger" and trigger["payload"]["class"] == "drift"
+    assert trigger["payload"]["severity"] == "error"
+    assert resolve == {"routing_key": ROUTING_KEY, "event_action": "resolve",
+                       "dedup_key": "atge-drift-7"}
+    assert hook["kind"] == "drift" and hook["title"] == ("Production drift: dpl_back is live, "
+                                                         "dpl_good expected")
+
+
 def test_perf_alerts_one_per_breached_metric_each_resolvable(receiver, sleeps):
     alerts = nt.perf_alert_events(
         "dpl_slow", [{"metric": "e2e_ms", "value": 31_000.0}, {"metric": "db_ms", "value": 100.0},

@@ -12,17 +12,17 @@ LIST, PROJECT = "/v6/deployments", "/v9/projects/{idOrName}"
 PROMOTE = "/v10/projects/{projectId}/promote/{deploymentId}"
 # Operations of the excerpt the sandbox does not serve (yet): each must answer 404 (or 501 for
 # a method it has no handler for), so whoever serves one must move it to the validated calls.
+RR = "/v1/projects/{idOrName}/rolling-release"
+RR_CONFIG, APPROVE, COMPLETE = RR + "/config", RR + "/approve-stage", RR + "/complete"
+# The config is set through the sandbox's control API: the excerpt's PATCH answer is a `oneOf`
+# whose branches both match any body, so no answer could validate against it.
 NOT_SERVED = {
     ("patch", PROJECT), ("delete", PROJECT),
-    ("get", "/v1/projects/{idOrName}/rolling-release/config"),
-    ("delete", "/v1/projects/{idOrName}/rolling-release/config"),
-    ("patch", "/v1/projects/{idOrName}/rolling-release/config"),
-    ("get", "/v1/projects/{idOrName}/rolling-release"),
-    ("post", "/v1/projects/{idOrName}/rolling-release/approve-stage"),
-    ("post", "/v1/projects/{idOrName}/rolling-release/complete"),
+    ("delete", RR_CONFIG), ("patch", RR_CONFIG),
     ("patch", "/v1/projects/{idOrName}/protection-bypass"),
 }
-SERVED = {("get", LIST), ("get", spec.V13), ("get", PROJECT), ("post", PROMOTE)}
+SERVED = {("get", LIST), ("get", spec.V13), ("get", PROJECT), ("post", PROMOTE),
+          ("get", RR_CONFIG), ("get", RR), ("post", APPROVE), ("post", COMPLETE)}
 
 
 @pytest.fixture
@@ -54,9 +54,45 @@ def calls(pid: str, ids: dict) -> list[tuple[str, str, str]]:
     return out
 
 
-def call(sandbox, method: str, url: str) -> httpx.Response:
-    return httpx.request(method.upper(), sandbox.base_url + url, timeout=10,
+def call(sandbox, method: str, url: str, body: dict | None = None) -> httpx.Response:
+    return httpx.request(method.upper(), sandbox.base_url + url, timeout=10, json=body,
                          headers={"authorization": f"Bearer {TOKEN}"})
+
+
+def test_rolling_release_answers_validate_against_the_excerpt(sandbox):
+    """Off, configured, active at each stage, complete, and aborted by a rollback."""
+    st, pid = sandbox.state, sandbox.state.world.project_id
+    rr, config = RR.replace("{idOrName}", pid), RR_CONFIG.replace("{idOrName}", pid)
+    answers = []
+
+    def check(method, path, url, body=None):
+        r = call(sandbox, method, url, body)
+        assert r.status_code == 200, (url, r.text[:300])
+        assert spec.errors(r.json(), method, path) == [], url
+        answers.append(r.json()["rollingRelease"])
+        return r.json()["rollingRelease"]
+
+    assert check("get", RR_CONFIG, config) is None and check("get", RR, rr) is None
+    st.configure_rolling([{"targetPercentage": 5}, {"targetPercentage": 50, "duration": 10},
+                          {"targetPercentage": 100}], canary_header=True)
+    assert [s["targetPercentage"] for s in check("get", RR_CONFIG, config)["stages"]] == [5, 50,
+                                                                                         100]
+    first = st.world.production
+    canary = st.create(target="production").id
+    active = check("get", RR, rr)
+    assert (active["state"], active["activeStage"]["index"]) == ("ACTIVE", 0)
+    assert active["currentDeployment"]["id"] == first
+    moved = check("post", APPROVE, APPROVE.replace("{idOrName}", pid),
+                  {"canaryDeploymentId": canary, "nextStageIndex": 1})
+    assert moved["activeStage"]["index"] == 1 and moved["nextStage"]["isFinalStage"]
+    done = check("post", COMPLETE, COMPLETE.replace("{idOrName}", pid),
+                 {"canaryDeploymentId": canary})
+    assert done["state"] == "COMPLETE" and done["activeStage"] is None
+    aborted_canary = st.create(target="production").id
+    st.rollback(canary)
+    aborted = check("get", RR, rr)
+    assert (aborted["state"], aborted["canaryDeployment"]["id"]) == ("ABORTED", aborted_canary)
+    assert len(answers) == 7
 
 
 def test_the_excerpt_operations_are_all_accounted_for():

@@ -43,6 +43,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (6, "smoke_results and promotions", _tables("smoke_results", "promotions")),
     (7, "vercel_webhook_queue", _tables("vercel_webhook_queue")),
     (8, "notifications_sent", _tables("notifications_sent")),
+    (9, "production_drift", _tables("production_drift")),
 ]
 
 

@@ -270,3 +270,19 @@ notifications_sent = sa.Table(
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("sent_at", sa.Float, nullable=False),
 )
+
+# Episodes of production drift (deployments/drift.py): the provider's live deployment differs from
+# what this tool's history expects, and the live one was rolled back, regressed, held, rejected or
+# never judged. One row per episode: it is announced once, re-judged once, and closed (ended_at)
+# when production returns to what is expected, whichever process or tick sees it.
+production_drift = sa.Table(
+    "production_drift", md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("live_id", sa.String(128), nullable=False),
+    sa.Column("expected_id", sa.String(128)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("announced_at", sa.Float),
+    sa.Column("ended_at", sa.Float, index=True),
+)

@@ -65,3 +65,31 @@ class DeploymentProvider(Protocol):
     def rollback(self, deployment_id: str) -> None: ...
     def promote(self, deployment_id: str) -> None: ...
     def allowed_hosts(self) -> list[str]: ...
+
+
+# A rolling release's states, as Vercel names them.
+ACTIVE, COMPLETE, ABORTED = "ACTIVE", "COMPLETE", "ABORTED"
+MANUAL_APPROVAL = "manual-approval"
+
+
+@dataclass(frozen=True)
+class ReleaseStage:
+    index: int
+    target_percentage: float  # of the traffic the canary gets in this stage, 0-100
+    require_approval: bool
+    is_final: bool
+
+
+@dataclass(frozen=True)
+class RollingRelease:
+    """A production deployment rolled out in stages: `canary_id` gets the active stage's share
+    of the traffic, `current_id` the rest."""
+
+    state: str  # ACTIVE, COMPLETE or ABORTED
+    advancement: str  # "automatic" or "manual-approval"
+    current_id: str | None
+    canary_id: str | None
+    stages: tuple[ReleaseStage, ...]
+    active: ReleaseStage | None
+    next: ReleaseStage | None
+    updated_ms: int = 0

@@ -5,6 +5,8 @@
 - prod   GET  /v9/projects/{projectId}  (`targets.production.id` is the live deployment)
 - roll   POST /v1/projects/{projectId}/rollback/{deploymentId}
 - promo  POST /v10/projects/{projectId}/promote/{deploymentId}
+- rolling releases: GET /v1/projects/{idOrName}/rolling-release(/config), POST .../approve-stage
+  and .../complete; a release is aborted by an instant rollback to its current deployment
 
 Answers are read as Vercel's OpenAPI description shapes them (list items: `uid`, `created`,
 `readyState`/`state`; get: `id`, `createdAt`, `readyState`; `target` null for a preview; `url` a
@@ -35,11 +37,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from atge_assets.lib.providers.base import (
+    ABORTED,
+    ACTIVE,
+    COMPLETE,
     DeadlineExceeded,
     Deployment,
     DeploymentPage,
     MalformedPayload,
     ProviderError,
+    ReleaseStage,
+    RollingRelease,
     is_deployment_id,
 )
 from atge_assets.lib.redaction import redact
@@ -233,7 +240,7 @@ class VercelClient:
         self._sleep(seconds)
 
     def _request(self, method: str, path: str, params: dict | None = None,
-                 done: Callable[[], bool] | None = None) -> Any:
+                 done: Callable[[], bool] | None = None, body: dict | None = None) -> Any:
         """One API call with retries. For a call that changes state, `done` tells whether an
         earlier attempt that failed ambiguously (timeout, 5xx) took effect after all, so a retry
         never repeats an action the provider already carried out."""
@@ -250,7 +257,7 @@ class VercelClient:
                                        + (f" (last try: {last})" if last else ""))
             cut_at = time.monotonic() + min(self.total_timeout_s, remaining)
             try:
-                status, headers, body = self._send(method, path, params, cut_at)
+                status, headers, answer = self._send(method, path, params, cut_at, body)
             except _Cut:
                 if self.remaining_s() <= 0:
                     raise DeadlineExceeded(f"{method} {path} was still answering at the "
@@ -267,7 +274,7 @@ class VercelClient:
                 continue
             if status == 429 or status >= 500:
                 last, last_status = f"HTTP {status} from {method} {path}", status
-                detail = self.redact(_error_message(body))
+                detail = self.redact(_error_message(answer))
                 if detail:
                     last += f": {detail}"
                 if attempt + 1 < self.max_attempts:
@@ -275,11 +282,11 @@ class VercelClient:
                 continue
             if status >= 400:
                 raise ProviderError(f"HTTP {status} from {method} {path}: "
-                                    f"{self.redact(_error_message(body))}", status=status)
-            if not body:
+                                    f"{self.redact(_error_message(answer))}", status=status)
+            if not answer:
                 return None
             try:
-                return json.loads(body)
+                return json.loads(answer)
             except ValueError:
                 raise MalformedPayload(f"{method} {path} answered non-JSON") from None
         if done is not None and done():
@@ -287,8 +294,8 @@ class VercelClient:
         raise ProviderError(f"gave up after {self.max_attempts} attempts: {last}",
                             status=last_status)
 
-    def _send(self, method: str, path: str, params: dict,
-              cut_at: float) -> tuple[int, httpx.Headers, bytes]:
+    def _send(self, method: str, path: str, params: dict, cut_at: float,
+              json_body: dict | None = None) -> tuple[int, httpx.Headers, bytes]:
         # httpx's timeouts bound each read, not the whole: a server trickling a byte a second
         # never trips them. A watchdog shuts the connection's socket at `cut_at`, which wakes
         # a read blocked in the headers or the body alike.
@@ -298,7 +305,7 @@ class VercelClient:
         watchdog.start()
         try:
             # Streamed with a cap: a runaway or hostile answer must not exhaust memory.
-            with self._client.stream(method, path, params=params, timeout=timeout,
+            with self._client.stream(method, path, params=params, timeout=timeout, json=json_body,
                                      extensions={"trace": self._trace}) as resp:
                 body = bytearray()
                 for chunk in resp.iter_bytes():
@@ -370,12 +377,15 @@ class VercelClient:
                                    f"{self.redact(_short(dep.id))}")
         return dep
 
-    def production_deployment_id(self) -> str | None:
-        path = f"/v9/projects/{_seg(self.project_id)}"
+    def _read(self, path: str, parse: Callable[[Any], Any]) -> Any:
+        """GET `path`, parsed; a refusal names the path and is scrubbed of secrets."""
         try:
-            return _production_id(self._request("GET", path))
+            return parse(self._request("GET", path))
         except MalformedPayload as exc:
             raise MalformedPayload(self.redact(f"GET {path}: {exc}")) from None
+
+    def production_deployment_id(self) -> str | None:
+        return self._read(f"/v9/projects/{_seg(self.project_id)}", _production_id)
 
     def rollback(self, deployment_id: str) -> None:
         """Make `deployment_id` production again; at most one effective call, retries included."""
@@ -393,6 +403,52 @@ class VercelClient:
             return self.production_deployment_id() == deployment_id
         except (ProviderError, MalformedPayload):
             return False
+
+    # -- rolling releases ----------------------------------------------------------------------
+    def rolling_release_config(self) -> tuple[ReleaseStage, ...] | None:
+        """The project's stages for future rolling releases; None when they are off."""
+        return self._read(f"/v1/projects/{_seg(self.project_id)}/rolling-release/config",
+                          parse_rolling_release_config)
+
+    def rolling_release(self) -> RollingRelease | None:
+        """The project's latest rolling release (active, aborted or complete), None before one."""
+        return self._read(f"/v1/projects/{_seg(self.project_id)}/rolling-release",
+                          parse_rolling_release)
+
+    def approve_stage(self, canary_id: str, next_index: int) -> None:
+        """Move the canary's release on to stage `next_index`; at most one effective call."""
+        self._request("POST", f"/v1/projects/{_seg(self.project_id)}/rolling-release/"
+                      "approve-stage",
+                      body={"canaryDeploymentId": _dep_seg(canary_id),
+                            "nextStageIndex": next_index},
+                      done=lambda: self._release_past(canary_id, next_index))
+
+    def complete_rolling_release(self, canary_id: str) -> None:
+        """Give the canary all the traffic: the release is complete."""
+        self._request("POST", f"/v1/projects/{_seg(self.project_id)}/rolling-release/complete",
+                      body={"canaryDeploymentId": _dep_seg(canary_id)},
+                      done=lambda: self._release_ended(canary_id, COMPLETE))
+
+    def abort_rolling_release(self, canary_id: str, current_id: str) -> None:
+        """Vercel's way out of a release: an instant rollback to its current deployment, which
+        takes the canary's traffic back and marks the release ABORTED."""
+        project, dep = _seg(self.project_id), _dep_seg(current_id)
+        self._request("POST", f"/v1/projects/{project}/rollback/{dep}",
+                      done=lambda: self._release_ended(canary_id, ABORTED))
+
+    def _release_past(self, canary_id: str, index: int) -> bool:
+        return self._release_is(canary_id, lambda rr: rr.state == COMPLETE or (
+            rr.active is not None and rr.active.index >= index))
+
+    def _release_ended(self, canary_id: str, state: str) -> bool:
+        return self._release_is(canary_id, lambda rr: rr.state == state)
+
+    def _release_is(self, canary_id: str, test: Callable[[RollingRelease], bool]) -> bool:
+        try:
+            rr = self.rolling_release()
+        except (ProviderError, MalformedPayload):
+            return False
+        return rr is not None and rr.canary_id == canary_id and test(rr)
 
     def allowed_hosts(self) -> list[str]:
         """Vercel serves deployments on *.vercel.app; the API host itself is never a target."""
@@ -441,6 +497,83 @@ def _production_id(body: Any) -> str | None:
     if not is_deployment_id(dep_id):
         raise MalformedPayload(f"'targets.production.id' is {_short(dep_id)}, not a deployment id")
     return dep_id
+
+
+def _stage(raw: Any, where: str, index: int | None = None,
+           final: bool | None = None) -> ReleaseStage:
+    """A stage of a release (`index`, `isFinalStage` given) or of the config (numbered here)."""
+    if not isinstance(raw, dict):
+        raise MalformedPayload(f"{where} is {_short(raw)}, not an object")
+    pct = raw.get("targetPercentage")
+    if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct <= 100:
+        raise MalformedPayload(f"{where}: 'targetPercentage' is {_short(pct)}, not 0-100")
+    index = raw.get("index") if index is None else index
+    if isinstance(index, bool) or not isinstance(index, (int, float)) or not 0 <= index < 1000 \
+            or index != int(index):
+        raise MalformedPayload(f"{where}: 'index' is {_short(index)}, not a stage number")
+    flags = {"isFinalStage": raw.get("isFinalStage") if final is None else final,
+             "requireApproval": raw.get("requireApproval", False)}
+    for key, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise MalformedPayload(f"{where}: {key!r} is {_short(flag)}, not a boolean")
+    return ReleaseStage(int(index), float(pct), flags["requireApproval"], flags["isFinalStage"])
+
+
+def _rolling(body: Any) -> dict | None:
+    if not isinstance(body, dict) or "rollingRelease" not in body:
+        raise MalformedPayload("no 'rollingRelease' in the answer")
+    rr = body["rollingRelease"]
+    if rr is not None and not isinstance(rr, dict):
+        raise MalformedPayload(f"'rollingRelease' is {_short(rr)}, not an object")
+    return rr
+
+
+def parse_rolling_release_config(body: Any) -> tuple[ReleaseStage, ...] | None:
+    """GET .../rolling-release/config: `rollingRelease.stages`, or None when releases are off."""
+    rr = _rolling(body)
+    if rr is None:
+        return None
+    stages = rr.get("stages")
+    if not stages:
+        return None
+    if not isinstance(stages, list):
+        raise MalformedPayload(f"'rollingRelease.stages' is {_short(stages)}, not a list")
+    return tuple(_stage(s, f"stage {i}", i, i == len(stages) - 1) for i, s in enumerate(stages))
+
+
+def _release_deployment(raw: Any, where: str) -> str | None:
+    if raw is None:
+        return None
+    dep_id = raw.get("id") if isinstance(raw, dict) else None
+    if not is_deployment_id(dep_id):
+        raise MalformedPayload(f"'{where}.id' is {_short(dep_id)}, not a deployment id")
+    return dep_id
+
+
+def parse_rolling_release(body: Any) -> RollingRelease | None:
+    """GET .../rolling-release (and the answer of approve-stage): None before the first one."""
+    rr = _rolling(body)
+    if rr is None:
+        return None
+    state = rr.get("state")
+    if state not in (ACTIVE, COMPLETE, ABORTED):
+        raise MalformedPayload(f"'state' is {_short(state)}, not ACTIVE, COMPLETE or ABORTED")
+    advancement = rr.get("advancementType")
+    if advancement not in ("automatic", "manual-approval"):
+        raise MalformedPayload(f"'advancementType' is {_short(advancement)}, not 'automatic' "
+                               "or 'manual-approval'")
+    stages = rr.get("stages")
+    if not isinstance(stages, list):
+        raise MalformedPayload(f"'stages' is {_short(stages)}, not a list")
+    updated = rr.get("updatedAt")
+    return RollingRelease(
+        state, advancement,
+        _release_deployment(rr.get("currentDeployment"), "currentDeployment"),
+        _release_deployment(rr.get("canaryDeployment"), "canaryDeployment"),
+        tuple(_stage(s, f"stage {i}") for i, s in enumerate(stages)),
+        None if rr.get("activeStage") is None else _stage(rr["activeStage"], "activeStage"),
+        None if rr.get("nextStage") is None else _stage(rr["nextStage"], "nextStage"),
+        int(updated) if isinstance(updated, (int, float)) and math.isfinite(updated) else 0)
 
 
 def _seg(value: str) -> str:

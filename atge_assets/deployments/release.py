@@ -10,6 +10,7 @@ from atge_assets.deployments import compare as cmp
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory, DeploymentRow
 from atge_assets.deployments.judge import HELD, REGRESSED
 from atge_assets.deployments.suite import Suite
+from atge_assets.notify.events import limits_alert_event, over_limit
 
 PROMOTE = "promote"
 # What a person may decide about a held deployment, as config of `rollback` (production) or
@@ -74,46 +75,79 @@ def promotion_decision(dep: DeploymentRow, smoke: dict[str, dict], existing: dic
     return PROMOTE, "smoke tests passed and no slower than production"
 
 
+def limits(suite: Suite) -> dict[str, float]:
+    """The plan's quick win: each metric's absolute limit (e.g. end-to-end over 30 s), scaled like
+    the static baselines."""
+    return {m.name: suite.static_baseline_ms(m.name) * (1 + m.threshold) for m in suite.metrics}
+
+
+def _as_metrics(rows) -> list[dict]:
+    return [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
+             "change": r.get("change"), "verdict": r["verdict"]} for r in rows]
+
+
+def perf_alert(suite: Suite, dep_id: str, rows, **event_fields) -> notify.Event | None:
+    """The one alert naming every metric of the deployment above its absolute limit, or None.
+    The same rows give the same alert, which is how a later run finds the one to resolve."""
+    return limits_alert_event(dep_id, _as_metrics(rows), limits(suite), **event_fields)
+
+
 def perf_alerts(suite: Suite, dep_id: str, rows, **event_fields) -> list[notify.Event]:
-    """The plan's quick win: a metric above its absolute limit (e.g. end-to-end over 30 s, scaled
-    like the static baselines) alerts whatever the comparison says. The same rows give the same
-    alerts, which is how a later run finds the ones to resolve."""
-    limits = {m.name: suite.static_baseline_ms(m.name) * (1 + m.threshold) for m in suite.metrics}
-    return notify.perf_alert_events(
-        dep_id, [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
-                  "verdict": r["verdict"]} for r in rows], limits, **event_fields)
+    """What the comparison announces as soon as it is made: the over-the-limit alert, unless its
+    verdict leads to a decision that is announced by itself and names those metrics (regressed:
+    the rollback; undecided: the hold). One deployment, one message."""
+    if cmp.overall_verdict(rows, final=True) in (REGRESSED, HELD):
+        return []
+    alert = perf_alert(suite, dep_id, rows, **event_fields)
+    return [alert] if alert else []
 
 
 def release_events(store: DeploymentHistory, dep, action: str, rollback_to: str | None,
                    reason: str, suite: Suite, replaced_id: str | None, *, run_url: str,
                    run_id: str) -> list[notify.Event]:
-    """A rollback pages; a held deployment asks a person; a healthy live deployment after a
-    rollback resolves that page.
-
-    Over-the-limit alerts are about a live deployment, so they resolve when it stops being live:
-    rolled back, or replaced by a production deployment that is kept with no alert of its own.
+    """At most one message per decision, naming every metric (with its limit when it is above
+    it), on the deployment's own incident (dedup_key `atge-<id>`): a rollback pages, a hold asks a
+    person, a person's acceptance resolves the hold. A healthy production deployment that is kept
+    resolves the last rollback's incident, and the over-the-limit alert of the deployment it
+    replaced; each resolution is sent once (the sent log), however many deployments follow.
     """
-    metrics = store.latest_comparison_rows(dep.id)
-    ids = dict(run_url=run_url, run_id=run_id)
+    rows = store.latest_comparison_rows(dep.id)
+    metrics = _with_limits(suite, rows)
+    ids = {"run_url": run_url, "run_id": run_id}
     if action == "held":
         return [notify.held_event(dep.id, reason, metrics=metrics, deployment_url=dep.url, **ids)]
     if action == "rolled_back":
-        gone = f"{dep.id} was rolled back to {rollback_to}"
         return [notify.rollback_event(dep.id, rollback_to, reason, metrics=metrics,
-                                      deployment_url=dep.url, **ids)] + [
-            notify.recovery_event(a, gone, **ids) for a in perf_alerts(suite, dep.id, metrics)]
+                                      deployment_url=dep.url, **ids)]
+    if action == "accepted":
+        # The hold's incident (same dedup_key) is answered: the person's words say how.
+        hold = notify.Event(notify.HELD, dep.id, f"{dep.id} was held for a person")
+        return [notify.recovery_event(hold, reason, **ids)]
+    if action in ("skipped", "would_roll_back") and dep.verdict == REGRESSED \
+            and dep.target == "production" and store.rollback_for(dep.id) is None:
+        # Regressed and never rolled back (dry run, no known-good target): the comparison left
+        # its over-the-limit alert to this decision, and nothing else will send it.
+        alert = perf_alert(suite, dep.id, rows, deployment_url=dep.url, **ids)
+        return [alert] if alert else []
     events = []
     if action == "kept" and dep.target == "production":
         last = store.last_decision("rolled_back")
         if last:
             incident = notify.rollback_event(last["deployment_id"], last["rollback_to"] or "")
             events.append(notify.recovery_event(incident, f"{dep.id} is live and healthy", **ids))
-        if replaced_id and not perf_alerts(suite, dep.id, metrics):
-            events += [notify.recovery_event(a, f"{dep.id} replaced it and is within its limits",
-                                             **ids)
-                       for a in perf_alerts(suite, replaced_id,
-                                            store.latest_comparison_rows(replaced_id))]
+        replaced = perf_alert(suite, replaced_id, store.latest_comparison_rows(replaced_id)) \
+            if replaced_id else None
+        if replaced and not perf_alert(suite, dep.id, rows):
+            events.append(notify.recovery_event(
+                replaced, f"{dep.id} replaced it and is within its limits", **ids))
     return events
+
+
+def _with_limits(suite: Suite, rows) -> list[dict]:
+    """The comparison's metrics, those above their absolute limit carrying it as `threshold`."""
+    over = {m["metric"]: m["threshold"] for m in over_limit(_as_metrics(rows), limits(suite))}
+    return [dict(m, threshold=over[m["metric"]]) if m["metric"] in over else m
+            for m in _as_metrics(rows)]
 
 
 class Wait(Exception):

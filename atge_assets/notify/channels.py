@@ -37,7 +37,8 @@ def _metric_text(m: Mapping) -> str:
     text = amount(m["value"], unit)
     if m.get("threshold") is not None:
         text += f" (limit {amount(m['threshold'], unit)})"
-    elif m["baseline"] is not None:
+    # A decision names a metric's limit and its baseline both: the limit alone hides the change.
+    if m["baseline"] is not None:
         text += f" vs {amount(m['baseline'], unit)}"
     if m["change"] is not None:
         text += f" ({m['change']:+.1%})"

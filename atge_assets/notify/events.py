@@ -173,13 +173,8 @@ def perf_alert_events(deployment_id: str, metrics: Iterable[Mapping],
     unless it names another), e.g. `{"e2e_ms": 30000}`. Each gets its own dedup_key, so each
     resolves on its own."""
     events = []
-    for raw in metrics:
-        m = _metric(raw)
-        limit = thresholds.get(m["metric"])
-        if limit is None or m["value"] is None or m["value"] <= limit:
-            continue
-        m["threshold"] = float(limit)
-        unit = m.get("unit")
+    for m in over_limit(metrics, thresholds):
+        limit, unit = m["threshold"], m.get("unit")
         events.append(Event(
             PERF_ALERT, deployment_id,
             f"{m['metric']} is {amount(m['value'], unit)} on {deployment_id} "
@@ -187,6 +182,36 @@ def perf_alert_events(deployment_id: str, metrics: Iterable[Mapping],
             decision="alert: above the absolute limit", run_url=run_url, run_id=run_id,
             deployment_url=deployment_url, dedup_key=f"atge-{deployment_id}-{m['metric']}"))
     return events
+
+
+def over_limit(metrics: Iterable[Mapping], thresholds: Mapping[str, float]) -> list[dict]:
+    """The metrics whose value is above their absolute limit, each with its limit as
+    `threshold`."""
+    out = []
+    for raw in metrics:
+        m = _metric(raw)
+        limit = thresholds.get(m["metric"])
+        if limit is not None and m["value"] is not None and m["value"] > limit:
+            out.append(dict(m, threshold=float(limit)))
+    return out
+
+
+def limits_alert_event(deployment_id: str, metrics: Iterable[Mapping],
+                       thresholds: Mapping[str, float], *, run_url: str | None = None,
+                       run_id: str | None = None,
+                       deployment_url: str | None = None) -> Event | None:
+    """One alert naming every metric of a deployment above its absolute limit, or None.
+
+    It is the deployment's own incident (dedup_key `atge-<id>`, as its rollback or hold): a
+    deployment is one message and one incident however many of its metrics breach."""
+    over = over_limit(metrics, thresholds)
+    if not over:
+        return None
+    names = ", ".join(m["metric"] for m in over)
+    return Event(PERF_ALERT, deployment_id,
+                 f"{names} above {'its limit' if len(over) == 1 else 'their limits'} "
+                 f"on {deployment_id}", over, decision="alert: above the absolute limit",
+                 run_url=run_url, run_id=run_id, deployment_url=deployment_url)
 
 
 def recovery_event(of: Event, reason: str = "", *, run_url: str | None = None,

@@ -6,6 +6,7 @@ the one switch (ATGE_DATABASE_URL) that puts Dagster and the history on the Post
 """
 
 import contextlib
+import json
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.harness import stack
 from atge_assets_tests.conftest import fresh_pg_database, json_receiver
+from atge_assets_tests.notify.contracts import assert_block_kit
 
 
 @pytest.mark.slow
@@ -68,6 +70,11 @@ def test_atge_up_rolls_back_a_slow_deployment_by_itself(tmp_path, storage):
             assert (home / "history.sqlite").exists() == (storage == "sqlite")
             assert f"{'Postgres' if storage == 'postgres' else 'SQLite'} storage" in \
                 s.log_path.read_text()
+            # Issue 16: that regressed deployment was one Slack message in all, valid Block Kit
+            # (checked last, so a stray message sent later would be seen).
+            about_slow = [g["json"] for g in slack.got if slow in json.dumps(g["json"])]
+            assert about_slow == msg
+            assert_block_kit(msg[0])
             graphql = _graphql_answers(s.ui_url)
         finally:
             code = s.stop()
@@ -101,8 +108,6 @@ RELEASES = """{ assetOrError(assetKey: {path: ["releases"]}) { ... on Asset {
 
 def _releases(ui_url: str) -> dict[str, dict]:
     """The newest `releases` table, by deployment, read through the webserver's GraphQL API."""
-    import json
-
     import httpx
 
     try:
@@ -127,8 +132,6 @@ GRAPHQL_PROBES = (
 def _graphql_answers(ui_url: str) -> str:
     """What the webserver's API tells anyone who can reach it: runs and their tags, the
     instance, and every resource's configured values."""
-    import json
-
     import httpx
 
     answers = [httpx.post(ui_url + "/graphql", json={"query": q}, timeout=10).text

@@ -33,7 +33,9 @@ Methods, all alarming at once (no `for:`):
                      a constant window gives slope 0; under 2 samples, no value, no alarm)
   naive              the last sample is over the threshold
 
-Also counted for ours: numpy floating-point warnings and Python warnings raised inside forecast(),
+Ours is told a CPU series is a percentage (bounds 0-100), as an operator's configuration would.
+Also counted for ours: numpy floating-point warnings (overflow, division by zero, invalid value:
+numpy's defaults; underflow to 0 is not an error) and Python warnings raised inside forecast(),
 answers (ok / breach_expected) with a null or non-finite level, forecast or interval, answers
 outside the metric's bounds (below 0; above 100 for a percentage), and exceptions.
 
@@ -183,10 +185,11 @@ def evaluate_pair(p: dict, horizons: list[float], every: int, counters: Counters
                 continue
             lo = int(np.searchsorted(ts, now - HISTORY_S, side="right"))
             with warnings.catch_warnings(record=True) as caught, \
-                    np.errstate(all="call", call=counters):
+                    np.errstate(all="call", under="ignore", call=counters):
                 warnings.simplefilter("always")
                 try:
-                    f = forecast(tl[lo:i + 1], yl[lo:i + 1], T, H * 60, now=float(now))
+                    f = forecast(tl[lo:i + 1], yl[lo:i + 1], T, H * 60, now=float(now),
+                                 bounds=p["bounds"])
                 except Exception:  # noqa: BLE001 - counted, a benchmark goes on
                     health["exceptions"] += 1
                     f = None

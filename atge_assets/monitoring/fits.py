@@ -19,6 +19,8 @@ HINGE_ONSETS = 30
 HINGE_MIN_RAMP_MIN = 8.0
 HINGE_MIN_POINTS = 5
 SHIFT_MARGIN_MIN = 4.0
+# A past window with fewer points than this says nothing about how steeply the series swings.
+MIN_SWING_POINTS = 6
 # Prior weights of the hinge's shapes against the line's 1 (a trend begun before the window, or
 # none): a ramp from an onset inside the window (all onsets together), and a level shift. Ramps
 # fitted to noise that wanders raise false alarms: at even odds, flat series with AR noise and slow
@@ -59,9 +61,16 @@ class Fit:
     slope: float
     sd: Callable  # t (minutes from now, array) -> standard deviation of the level at t
     shape: str = ""  # what the hinge saw, for the reasons
+    curv: float = 0.0  # the curve's acceleration (per minute squared); 0 for the lines
 
     def at(self, t):
-        return self.level + self.slope * t
+        return self.level + (self.slope + self.curv * t) * t
+
+    def scaled(self, centre: float, unit: float) -> "Fit":
+        """The same fit in the metric's units, from values that were (y - centre) / unit."""
+        sd = self.sd
+        return Fit(self.method, centre + unit * self.level, unit * self.slope,
+                   lambda h: unit * sd(h), self.shape, unit * self.curv)
 
 
 def median(a: np.ndarray) -> float:
@@ -132,7 +141,9 @@ def robust_lines(x: np.ndarray, y: np.ndarray, scale: float, huber: int = HUBER_
         wx = w * x
         sw, swx, swy = w.sum(1), wx.sum(1), w @ y
         swxx, swxy = np.einsum("ij,ij->i", wx, x), wx @ y
-        b = (sw * swxy - swx * swy) / np.maximum(sw * swxx - swx * swx, 1e-300)
+        det = sw * swxx - swx * swx
+        ok = det > 1e-12 * (sw * swxx)
+        b = np.where(ok, (sw * swxy - swx * swy) / np.where(ok, det, 1.0), 0.0)
         a = (swy - b * swx) / np.maximum(sw, 1e-300)
         r = np.abs(y - a[:, None] - b[:, None] * x)
         if i + 1 < huber:
@@ -144,6 +155,14 @@ def robust_lines(x: np.ndarray, y: np.ndarray, scale: float, huber: int = HUBER_
         return a, b, (BISQUARE_C ** 2 / 6 * (1 - (1 - u * u) ** 3)).sum(1), w
     u = np.minimum(r, clip) / scale
     return a, b, (0.5 * u * u).sum(1) + HUBER_C * ((r - clip) / scale * (r > clip)).sum(1), w
+
+
+def _variances(sw, swx, swxx, noise_var) -> np.ndarray:
+    """Each candidate's weighted least-squares variance factor; 0 where its x has no spread (a
+    candidate ruled out by its prior), which would otherwise be inf and make 0 * inf = nan."""
+    det = sw * swxx - swx * swx
+    ok = det > 1e-12 * (sw * swxx)
+    return np.where(ok, noise_var / np.where(ok, det, 1.0), 0.0)
 
 
 def hinge(t: np.ndarray, y: np.ndarray, scale: float):
@@ -198,7 +217,7 @@ def hinge(t: np.ndarray, y: np.ndarray, scale: float):
     # Var(a + b x(h)) per candidate plus the candidates' spread around the average is a quadratic
     # in h: its coefficients once, rather than per point of the crossing grid.
     sw, swx, swxx = w.sum(1), (w * x).sum(1), (w * x * x).sum(1)
-    v = noise ** 2 * inflation / np.maximum(sw * swxx - swx * swx, 1e-300)
+    v = _variances(sw, swx, swxx, noise ** 2 * inflation)
     d, e = level_c - level, slope_c - slope
     c0 = float(p @ (v * (swxx - 2 * swx * alpha + sw * alpha ** 2) + d * d))
     c1 = float(p @ (v * 2 * beta * (sw * alpha - swx) + 2 * d * e))
@@ -266,3 +285,82 @@ def holt(t: np.ndarray, y: np.ndarray, start: Fit, noise: float, split: int):
         return Fit("holt", level - trend * float(t[k]), trend, sd)
 
     return fit(len(t) - 1), fit(split), errors[1:, best]
+
+
+def curve(t: np.ndarray, y: np.ndarray, scale: float, noise: float) -> Fit:
+    """Flat, then accelerating: y = a + c max(t - t0, 0)^2, averaged over the hinge's onsets by
+    likelihood (a leak that feeds on itself, a queue whose service slows as it grows). A hinge
+    extrapolates such growth at its average slope and misses crossings an hour early; the curve's
+    slope grows. It is used only when it forecast the held-out recent past clearly better
+    (forecast.py), since fitted to noise its extrapolation runs away fastest of all."""
+    last = float(t[-1]) - HINGE_MIN_RAMP_MIN
+    onsets = np.linspace(t[0] - (t[-1] - t[0]), last, HINGE_ONSETS) if last > t[0] else t[:1]
+    x = np.maximum(t - onsets[:, None], 0.0) ** 2
+    after = (x > 0).sum(1)
+    a, c, loss, w = robust_lines(x, y, scale)
+    residuals = y - a[:, None] - c[:, None] * x
+    rho = lag1(residuals[int(np.argmin(loss))], noise)
+    inflation = (1 + rho) / (1 - rho)
+    log_p = np.where(after >= HINGE_MIN_POINTS, (loss.min() - loss) / inflation, -np.inf)
+    p = np.exp(log_p - log_p.max())
+    p /= p.sum()
+    # y(h) = a + c (h - t0)^2 = (a + c t0^2) - 2 c t0 h + c h^2
+    level_c, slope_c, curv_c = a + c * onsets ** 2, -2 * c * onsets, c
+    level, slope, curv = float(p @ level_c), float(p @ slope_c), float(p @ curv_c)
+    sw, swx, swxx = w.sum(1), (w * x).sum(1), (w * x * x).sum(1)
+    v = _variances(sw, swx, swxx, noise ** 2 * inflation)
+    live = p > 1e-9
+
+    def sd(h):
+        shape = np.shape(h)
+        h = np.atleast_1d(np.asarray(h, dtype=float))
+        xh = (h - onsets[live, None]) ** 2
+        mean_c = level_c[live, None] + (slope_c[live, None] + curv_c[live, None] * h) * h
+        mean = level + (slope + curv * h) * h
+        var = (v[live, None] * (swxx[live, None] - 2 * swx[live, None] * xh + sw[live, None] * xh * xh)
+               + (mean_c - mean) ** 2)
+        return np.sqrt(np.maximum(p[live] @ var, 0.0)).reshape(shape)
+
+    best = int(np.argmax(p))
+    fit = Fit("curve", level, slope, sd, f"accelerating since {-onsets[best]:.3g} min ago", curv)
+    # In the window the flat part is flat: the residuals are the candidates' own, not those of the
+    # parabola extended backwards.
+    return fit, y - p @ (a[:, None] + c[:, None] * x)
+
+
+def swings(t: np.ndarray, y: np.ndarray, width: float, before: float) -> np.ndarray:
+    """Least-squares slopes of the windows `width` minutes wide that end at each sample up to
+    `before` (minutes from now, <= 0): how steeply the series has swung up and down over the
+    context while nothing breached. Prefix sums make it linear in the number of points."""
+    ends = np.flatnonzero(t <= before)
+    starts = np.searchsorted(t, t[ends] - width, side="right")
+    n = (ends - starts + 1).astype(float)
+    keep = (n >= MIN_SWING_POINTS) & (t[starts] >= t[0])
+    ends, starts, n = ends[keep], starts[keep], n[keep]
+    tc = t - t[0]  # from the context's start: smaller sums, less cancellation
+    sums = [np.concatenate([[0.0], np.cumsum(v)]) for v in (tc, y, tc * tc, tc * y)]
+    st, sy, stt, sty = (c[ends + 1] - c[starts] for c in sums)
+    var = stt - st * st / n
+    ok = var > 0
+    return ((sty - st * sy / n)[ok] / var[ok])
+
+
+def tukey_loss(residuals: np.ndarray, noise: float) -> float:
+    u = np.minimum(np.abs(residuals) / (BISQUARE_C * noise), 1.0)
+    return float((BISQUARE_C ** 2 / 6 * (1 - (1 - u * u) ** 3)).sum())
+
+
+def blend(first: Fit, second: Fit, w: float) -> Fit:
+    """The mixture (1 - w) first + w second: the mean's coefficients averaged, the variance the
+    mixture's (each one's own plus the spread of the two means)."""
+    if w <= 0 or w >= 1:
+        return second if w >= 1 else first
+
+    def sd(h):
+        gap = first.at(h) - second.at(h)
+        return np.sqrt((1 - w) * first.sd(h) ** 2 + w * second.sd(h) ** 2 + w * (1 - w) * gap * gap)
+
+    mix = lambda a, b: (1 - w) * a + w * b  # noqa: E731
+    return Fit(second.method if w >= 0.5 else first.method, mix(first.level, second.level),
+               mix(first.slope, second.slope), sd, second.shape if w >= 0.5 else first.shape,
+               mix(first.curv, second.curv))

@@ -91,6 +91,16 @@ POINT_WITHIN = 2
 # hinge's alone, within 0.2.
 HOLDOUT = 0.25
 HOLT_MARGIN = 0.25
+# The curve's prior odds against the hinge (flat, then a straight ramp): accelerating growth is the
+# rarer shape, and fitted to noise its extrapolation runs away fastest.
+CURVE_PRIOR = 1.0
+# The context: up to 6 h before now, thinned to this many points, tells how steeply the series
+# swings while nothing is coming; it counts only with this many window-widths of it (more than
+# one cycle of a recurring hump).
+CONTEXT_S = 6 * 3600.0
+CONTEXT_POINTS = 2000
+SWING_WINDOWS = 2
+PERSIST_EVIDENCE = 3
 # Pairwise slopes are n^2/2 floats: a window sampled every few seconds is thinned to this many.
 MAX_POINTS = 400
 
@@ -163,10 +173,55 @@ def _series(timestamps, values, now, window_s) -> tuple[np.ndarray, np.ndarray]:
     # Two samples with one timestamp (a retried scrape) become their mean: a slope needs dt > 0.
     ts, inverse = np.unique(ts, return_inverse=True)
     ys = np.bincount(inverse, weights=ys) / np.bincount(inverse)
-    if len(ts) > MAX_POINTS:
-        pick = np.linspace(0, len(ts) - 1, MAX_POINTS).round().astype(int)
-        ts, ys = ts[pick], ys[pick]
     return (ts - now) / 60.0, ys
+
+
+def _thin(t: np.ndarray, y: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(t) <= most:
+        return t, y
+    pick = np.linspace(0, len(t) - 1, most).round().astype(int)
+    return t[pick], y[pick]
+
+
+def _bounds(bounds, y: np.ndarray) -> tuple[float, float]:
+    """(lower, upper) the metric cannot leave. Unless given, a metric never negative in what was
+    passed is taken as one that cannot be (bytes, requests, latency, a utilisation): a level or
+    interval below zero is then an artefact of extrapolating a line, not a forecast."""
+    if bounds is None:
+        return (0.0 if len(y) and float(y.min()) >= 0 else -math.inf), math.inf
+    lo, hi = bounds
+    lo, hi = -math.inf if lo is None else float(lo), math.inf if hi is None else float(hi)
+    if math.isnan(lo) or math.isnan(hi) or lo >= hi:
+        raise ValueError(f"bounds must be (lower, upper) with lower < upper, got {bounds!r}")
+    return lo, hi
+
+
+def _persistent_over(y: np.ndarray, limit: float) -> bool:
+    """Has a point past the threshold mostly been followed by another one, over the context? A
+    server that bursts from idle to 95% is past its threshold from the first sample of the burst,
+    and one sample in five minutes is all there is; where such points were lone spikes, the rule
+    of the recent median stands. At least PERSIST_EVIDENCE such points (before the last) must
+    show it, counted with one stay and one fall as prior."""
+    over = y[:-1] >= limit
+    n = int(over[:-1].sum())
+    stays = int((over[:-1] & over[1:]).sum())
+    return n >= PERSIST_EVIDENCE and (stays + 1) / (n + 2) > 0.5
+
+
+def _swing(t, y, tc, yc) -> tuple[float, float, float] | None:
+    """(the window's least-squares slope, the robust spread of the same slope over the context's
+    earlier windows, the width in minutes), None without two windows' worth of earlier history.
+    A hump that recurs, or a plateau that wanders, swings as steeply before as now: a trend only
+    counts if it is steeper than the swings the series made while nothing breached."""
+    width = float(t[-1] - t[0])
+    before = -width / 2  # earlier windows may share half of this one, not its end
+    if len(tc) < MIN_POINTS or tc[0] > before - SWING_WINDOWS * width:
+        return None
+    past = fits.swings(tc, yc, width, before)
+    if len(past) < MIN_POINTS:
+        return None
+    now = fits.swings(t, y, width + 1e-9, 0.0)
+    return float(now[-1]), fits.robust_sd(past - fits.median(past)), width
 
 
 def _crossing(fit: fits.Fit, threshold: float, z: float, lookahead: float):
@@ -174,10 +229,6 @@ def _crossing(fit: fits.Fit, threshold: float, z: float, lookahead: float):
     (rising toward it; the caller flips a falling metric): (point, earliest, latest), None beyond
     the lookahead."""
     point = None
-    if fit.level >= threshold:
-        point = 0.0
-    elif fit.slope > 0 and (threshold - fit.level) / fit.slope <= lookahead:
-        point = (threshold - fit.level) / fit.slope
     grid = np.linspace(0.0, lookahead, 2001)  # a 30-minute horizon: 3.6-second steps
     centre, spread = fit.at(grid), z * fit.sd(grid)
 
@@ -185,6 +236,12 @@ def _crossing(fit: fits.Fit, threshold: float, z: float, lookahead: float):
         hit = np.flatnonzero(curve >= threshold)
         return float(grid[hit[0]]) if len(hit) else None
 
+    if fit.level >= threshold:
+        point = 0.0
+    elif fit.curv:
+        point = first(centre)
+    elif fit.slope > 0 and (threshold - fit.level) / fit.slope <= lookahead:
+        point = (threshold - fit.level) / fit.slope
     return point, first(centre + spread), first(centre - spread)
 
 
@@ -198,13 +255,18 @@ def forecast(
     now: float | None = None,
     window_s: float = WINDOW_S,
     confidence: float = CONFIDENCE,
+    context_s: float = CONTEXT_S,
+    bounds: tuple[float | None, float | None] | None = None,
 ) -> Forecast:
     """Forecast one metric series and decide whether it will breach `threshold` within `horizon_s`.
 
     timestamps: unix seconds; values: the metric, None/NaN for a missing sample.
     direction:  ABOVE (breach when the metric rises past the threshold) or BELOW (falls past it).
     now:        the forecast origin in unix seconds; defaults to the last timestamp. Only points in
-                (now - window_s, now] are used.
+                (now - window_s, now] are fitted; those in (now - context_s, now] tell how
+                steeply the series swings when nothing is coming (humps, a wandering plateau).
+    bounds:     (lower, upper) the metric cannot leave, None for either side unbounded (a
+                percentage: (0, 100)); by default non-negative if no value passed is negative.
 
     Raises ValueError for input that is not a series (mismatched lengths, strings, booleans) or
     for a threshold, horizon, window or confidence out of range.
@@ -218,11 +280,17 @@ def forecast(
         raise ValueError(f"direction must be {ABOVE!r} or {BELOW!r}, got {direction!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    t, y = _series(timestamps, values, now, float(window_s))
+    if isinstance(context_s, bool) or not isinstance(context_s, numbers.Real) or context_s < 0:
+        raise ValueError(f"context_s must be a number >= 0, got {context_s!r}")
+    tc, yc = _series(timestamps, values, now, max(float(window_s), float(context_s)))
+    lower, upper = _bounds(bounds, yc)
+    inside = tc > -window_s / 60
+    t, y = _thin(tc[inside], yc[inside], MAX_POINTS)
+    tc, yc = _thin(tc, yc, CONTEXT_POINTS)
     threshold, horizon = float(threshold), horizon_s / 60.0
     # Everything below reasons about a metric rising toward its threshold; a falling one is negated.
     sign = 1.0 if direction == ABOVE else -1.0
-    y, limit = sign * y, sign * threshold
+    y, yc, limit = sign * y, sign * yc, sign * threshold
     past = "above" if direction == ABOVE else "below"
     span = float(t[-1] - t[0]) if len(t) else 0.0
     base = dict(threshold=threshold, direction=direction, horizon_minutes=horizon,
@@ -230,14 +298,20 @@ def forecast(
 
     recent = y[t >= t[-1] - BREACH_S / 60] if len(t) else y
     recent = recent if len(recent) >= BREACH_POINTS else y[-BREACH_POINTS:]
-    if len(recent) >= BREACH_POINTS and fits.median(recent) >= limit:
+    persistent = _persistent_over(yc, limit)
+    if len(recent) >= BREACH_POINTS and (fits.median(recent) >= limit
+                                         or (y[-1] >= limit and persistent)):
         # Already over: no forecast needed to know it, and a trend fit across the crossing would
         # only muddle the message.
         return Forecast(
             BREACHED, False, True, 0.0, 0.0, 0.0, None, None, sign * fits.median(recent), None, None,
             None, False, None, reasons=[
                 f"breached: the median of the last {len(recent)} points, "
-                f"{sign * fits.median(recent):.6g}, is already {past} the threshold {threshold:g}"],
+                f"{sign * fits.median(recent):.6g}, is already {past} the threshold {threshold:g}"
+                if fits.median(recent) >= limit else
+                f"breached: the last point, {sign * y[-1]:.6g}, is {past} the threshold "
+                f"{threshold:g}, and in this series' history a point {past} it was mostly "
+                f"followed by another (bursts that last, not spikes)"],
             **base)
     if len(t) < MIN_POINTS or span < MIN_SPAN_S / 60:
         return Forecast(
@@ -247,10 +321,16 @@ def forecast(
                 f"{MIN_POINTS} points over {MIN_SPAN_S / 60:g} min"], **base)
 
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    # The fits see values in units of the window's own spread around its median: a disk counter
+    # at 1e9 bytes and a CPU at 0.1% are then the same problem, and no sum of squares overflows.
+    centre = fits.median(y)
+    unit = fits.robust_sd(y - centre)
+    unit = max(unit, 1e-6 * max(abs(centre), abs(limit - centre))) or 1.0
+    y, yc, limit = (y - centre) / unit, (yc - centre) / unit, (limit - centre) / unit
     line, slopes, residuals = fits.theil_sen(t, y, z)
     hinge, errors = fits.hinge(t, y, fits.robust_sd(residuals))
     noise = fits.robust_sd(errors)  # the line's residuals would count a bend as noise
-    # The challenger: both forecast the last quarter from the first three.
+    # The challengers: each forecasts the last quarter from the first three.
     split = min(max(int(len(t) * (1 - HOLDOUT)), 5), len(t) - 2) - 1  # last index fitted
     held_t, held_y = t[split + 1:], y[split + 1:]
     early_line = fits.theil_sen(t[:split + 1], y[:split + 1], z)[0]
@@ -259,23 +339,44 @@ def forecast(
     scores = {f.method: fits.median(np.abs(held_y - f.at(held_t))) for f in (early_hinge, early_holt)}
     use_holt = scores["holt"] < HOLT_MARGIN * scores["hinge"]
     fit, errors = (holt, holt_errors) if use_holt else (hinge, errors)
+    # Accelerating growth: the curve has as many parameters as the hinge (level, onset, rate), so
+    # their fits to the same points weigh them, as the hinge weighs its own onsets.
+    curve, curve_errors = fits.curve(t, y, fits.robust_sd(residuals), noise)
+    # Judged at the better model's noise and autocorrelation: the worse one's misfit would pass
+    # for noise and blur the very difference being weighed.
+    both = fits.robust_sd(curve_errors)
+    both = min(noise, both)
+    rho = min(fits.lag1(errors, both), fits.lag1(curve_errors, both))
+    log_odds = (math.log(CURVE_PRIOR) + (fits.tukey_loss(errors, both)
+                - fits.tukey_loss(curve_errors, both)) * (1 - rho) / (1 + rho))
+    # All or nothing: a blend of two shapes that disagree far out only widens the interval, and
+    # the curve must also leave less noise than the hinge (a better description, not a tie).
+    curve_weight = float(not use_holt and log_odds > 0 and fits.robust_sd(curve_errors) < noise)
+    scores["curve"] = fits.median(np.abs(curve_errors))
+    fit = fits.blend(fit, curve, curve_weight)
     # Is there a trend at all? Kendall's rank statistic needs no straight line, but its variance
     # must allow for autocorrelated noise; that is measured on the hinge's residuals, because a
     # line's residuals on a bending ramp are autocorrelated through misfit, not noise.
     slope_lo, slope_hi = fits.sen_bounds(slopes, len(t), z, fits.lag1(errors, fits.robust_sd(errors)))
+    swing = _swing(t, y, tc, yc)
 
     lookahead = LOOKAHEAD * horizon
     point, earliest, latest = _crossing(fit, limit, z, lookahead)
     significant = slope_lo > 0
-    expected = (significant and earliest is not None and earliest <= horizon
+    beyond_swings = swing is None or swing[0] > z * swing[1]
+    expected = (significant and beyond_swings and earliest is not None and earliest <= horizon
                 and point is not None and point <= POINT_WITHIN * horizon)
+    hinge, holt, line, fit = (f.scaled(centre, unit) for f in (hinge, holt, line, fit))
+    noise, slope_lo, slope_hi, limit = unit * noise, unit * slope_lo, unit * slope_hi, sign * threshold
+    scores = {k: unit * v for k, v in scores.items()}
 
     def summary(f: fits.Fit) -> dict:
         centre, spread = f.at(horizon), z * float(f.sd(horizon))
         low, high = sorted((sign * (centre - spread), sign * (centre + spread)))
-        return dict(slope_per_minute=sign * f.slope, level=sign * f.level,
-                    forecast=float(sign * centre), interval_low=float(low),
-                    interval_high=float(high), holdout_error=scores.get(f.method))
+        clip = lambda v: float(min(max(v, lower), upper))  # noqa: E731
+        return dict(slope_per_minute=sign * f.slope, level=clip(sign * f.level),
+                    forecast=clip(sign * centre), interval_low=clip(low),
+                    interval_high=clip(high), holdout_error=scores.get(f.method))
 
     chosen = summary(fit)
     bounds = ", ".join(f"{name} " + (f"beyond {lookahead:g}" if x is None else f"{x:.3g}")
@@ -291,6 +392,10 @@ def forecast(
                 f"{horizon:g}-min horizon at the earliest")
     elif not significant:
         head = f"ok: no significant trend toward {threshold:g}: {trend}"
+    elif not beyond_swings:
+        head = (f"ok: the {trend} is no steeper than the series' own swings: over the last "
+                f"{-tc[0] / 60:.3g} h, {swing[2]:.3g}-min slopes varied by "
+                f"±{unit * swing[1]:.3g}/min while nothing breached")
     elif point is None:
         head = (f"ok: the {trend} is significant, but the {fit.method} forecast has the level "
                 f"not reaching {threshold:g} within {lookahead:g} min")
@@ -299,8 +404,9 @@ def forecast(
     reasons = [
         head,
         f"method: {fit.method} (hinge {hinge.shape}; median error forecasting the last "
-        f"{len(held_t)} points: hinge {scores['hinge']:.3g}, holt {scores['holt']:.3g}, holt used "
-        f"only under {HOLT_MARGIN:g}x the hinge's); level now {chosen['level']:.6g}, "
+        f"{len(held_t)} points: hinge {scores['hinge']:.3g}, holt {scores['holt']:.3g}, holt used only "
+        f"under {HOLT_MARGIN:g}x the hinge's; curve weighed by its fit against the hinge's: "
+        f"{curve_weight:.2f}); level now {chosen['level']:.6g}, "
         f"{chosen['slope_per_minute']:+.3g}/min, {chosen['forecast']:.6g} in {horizon:g} min "
         f"({confidence:.0%} interval {chosen['interval_low']:.6g} to "
         f"{chosen['interval_high']:.6g}); noise ±{noise:.3g}; {len(t)} points over {span:.3g} min",
@@ -309,5 +415,5 @@ def forecast(
         EXPECTED if expected else OK, expected, False, point, earliest, latest, fit.method,
         chosen["slope_per_minute"], chosen["level"], chosen["forecast"], chosen["interval_low"],
         chosen["interval_high"], significant, noise,
-        candidates={f.method: summary(f) for f in (hinge, holt, line)}, reasons=reasons, **base)
+        candidates={f.method: summary(f) for f in {hinge, holt, line, fit}}, reasons=reasons, **base)
 

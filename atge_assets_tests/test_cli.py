@@ -133,7 +133,7 @@ def test_batch_from_stdin_takes_bytes_and_a_leading_bom():
     rows = _rows(out.stdout.decode())
     assert [r["id"] for r in rows] == [1, None, 2] and rows[0]["error"] is None
     assert rows[1] == {"id": None, "line": 2, "error": "line 2: not UTF-8: byte 0x80 at byte 1 "
-                       "of the line", "verdict": None, "rollback": False}
+                       "of the line", "verdict": None, "decision": None, "rollback": False}
 
 
 def test_an_overlong_line_is_refused_and_the_next_one_answered(tmp_path):

@@ -1,35 +1,37 @@
 """The analysis of an A/B test of AI model variants: which model and reasoning effort make better
 trading signals. The statistics live in `stats.py`.
 
-Analysis, decided by the primary metric, the win rate (wins / resolved signals):
-- Group-sequential, not fixed-horizon, and not mSPRT. The asset re-runs the analysis on a schedule,
-  so it must be safe to look often. Looks are fixed in data, at K equal steps of the planned number
-  of resolved signals, and each is evaluated on the time-ordered prefix it covers (see
-  stats.py). A fixed horizon would have nothing to say until the end. This design has about the
-  same power and stops early on big lifts: in benchmarks/abtest_accuracy.py a +10 point lift is
-  called at 55% of the horizon on average. mSPRT is safe under peeking too, but with the same
-  signals it found a +6 point lift 72% of the time, against 88% here. Results after the horizon
-  are ignored, so a finished experiment keeps its answer.
-- Two or more challengers: Holm's procedure run on the sequential boundaries (the graphical
-  approach of Maurer & Bretz, 2013). Each hypothesis is tested at alpha / (hypotheses left),
-  and whenever one is rejected the others are re-tested at the larger level, at every look so far.
-- A decision needs at least `min_signals_per_variant` resolved signals in both arms of a look,
-  a clean sample-ratio check (chi-square against the configured traffic, alarm at p < 0.001), and
-  no guardrail breach: p95 analysis time or error rate worse than control beyond a margin, or
-  profit/loss significantly worse. Guardrails look at all the data, as they only ever veto.
-- Profit/loss and analysis time are reported with Welch intervals. They do not pick a winner, and
-  those p-values are for the data as it stands, not corrected for looks.
-Caveats. The unit of assignment is the user but the unit of analysis is the signal. A user with
+Decided by the primary metric, the win rate (wins / resolved signals), in one of two modes:
+- Sequential, the default and what the scheduled asset runs: the always-valid mixture SPRT of
+  stats.py, evaluated after every resolved signal of the history in time order, so however often
+  anyone looks (hourly asset, a person re-running the CLI) a winner is named wrongly at most
+  `alpha` of the time. It replaces looks at planned fractions of a horizon: below the first look
+  such a design can name nothing, where this test needs only `min_signals_per_variant` in each arm
+  and evidence enough. The decision depends on the rows only: run hourly or weekly, same answer.
+- Fixed horizon (`final=True`, `--final`): the user declares the experiment over, and a single
+  one-sided pooled two-proportion z-test on all the data decides: the most power these signals can
+  give, valid only if nobody stopped the experiment because of what an earlier look showed.
+Beside either, GrowthBook's Bayesian view: chance to win and expected loss. It informs; it does
+not decide.
+- Two or more challengers: Holm's procedure on the one-sided p-values (always-valid ones when
+  sequential); a variant significantly worse than control is reported at the Bonferroni level.
+- A decision needs `min_signals_per_variant` resolved signals in both arms, a clean sample-ratio
+  check when the split is declared (chi-square against the configured traffic, alarm at
+  p < 0.001), and no guardrail breach: p95 analysis time or error rate worse than control beyond a
+  margin, or profit/loss significantly worse. Guardrails look at all the data, as they only veto.
+- Profit/loss and analysis time are reported with Welch intervals; they never pick a winner.
+- The sequential test stops with "no winner" once its always-valid interval rules out a lift of
+  `min_detectable_lift`, or the planned signals (a fixed-horizon plan for that lift at `power`)
+  have been reached. It stays valid if collection continues, so a winner may still appear later.
+Caveats. The unit of assignment is the user but the unit of analysis is the signal; a user with
 many signals makes the counts more variable than the tests assume. The strict SRM alarm level
-allows for that, but one very heavy user can still trip it. Also, looks take the first n results
-in `timestamp` order. If that timestamp is when the outcome became known, the rows only ever
-append and a past look never changes. If it is when the signal was made, a late outcome can move
-an early look a little.
+allows for that, but one very heavy user can still trip it. The sequence is in `timestamp` order;
+if that is when the signal was made rather than resolved, a late outcome can move an earlier
+point of the path a little.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -110,7 +112,8 @@ def _figures(arm: dict, v: Variant, control: str, total_enabled: int) -> dict:
 
 
 def planned_horizon(config: ExperimentConfig) -> int:
-    """Resolved signals (all enabled variants) at which the last look falls."""
+    """Resolved signals (all enabled variants) a fixed-horizon test would plan for: enough for
+    `power` at `min_detectable_lift` in every comparison, at Holm's strictest level."""
     plan = config.plan
     if plan.planned_signals is not None:
         return int(plan.planned_signals)
@@ -120,95 +123,90 @@ def planned_horizon(config: ExperimentConfig) -> int:
         return 0
     total = sum(v.traffic_percent for v in enabled)
     share_c = config.variant(config.control).traffic_percent / total
-    # Planned at Holm's first, strictest level: enough for every comparison in the worst case.
     alpha = plan.alpha / len(challengers)
-    return max(st.planned_signals(plan.baseline_win_rate, plan.min_detectable_lift, share_c,
-                                  v.traffic_percent / total, alpha, plan.power, int(plan.looks))
+    return max(st.fixed_sample_signals(plan.baseline_win_rate, plan.min_detectable_lift,
+                                       share_c, v.traffic_percent / total, alpha, plan.power)
                for v in challengers)
 
 
-def _look_stats(res: Results, control: str, variant: str, look_sizes: list[int],
-                min_n: int) -> list[dict]:
-    """z of the win-rate difference at each look, on the first n resolved signals of the test."""
-    win_seq = res.outcome == _CODE[WIN]
-    is_c, is_v = res.mask(control), res.mask(variant)
-    # Running counts, so every look is one lookup into them.
-    cum = np.cumsum(np.stack([is_c, is_v, is_c & win_seq, is_v & win_seq]), axis=1)
-    out = []
-    for k, n in enumerate(look_sizes, 1):
-        n_c, n_v, w_c, w_v = (int(x) for x in cum[:, n - 1])
-        enough = n_c >= min_n and n_v >= min_n
-        z = st.pooled_z(w_c, n_c, w_v, n_v) if n_c and n_v else None
-        diff = w_v / n_v - w_c / n_c if n_c and n_v else None
-        se = (math.sqrt((w_c / n_c) * (1 - w_c / n_c) / n_c + (w_v / n_v) * (1 - w_v / n_v) / n_v)
-              if n_c and n_v else None)
-        out.append({"look": k, "signals": n, "n_control": n_c, "n_variant": n_v, "diff": diff,
-                    "se": se, "z": z, "enough": enough})
-    return out
-
-
-def _sequential(config: ExperimentConfig, res: Results, horizon: int) -> tuple[dict, dict]:
-    """Holm on group-sequential boundaries, over every look the data has reached."""
-    plan = config.plan
-    looks = int(plan.looks)
+def _resolved_stream(config: ExperimentConfig, res: Results) -> Results:
+    """Resolved signals of enabled variants in time order: the ones that say something about the
+    win rate."""
     enabled = np.zeros(len(res), bool)
     for v in config.enabled:
         enabled |= res.mask(v.id)
-    # Looks count resolved signals of enabled variants only: "the first n" are n signals that
-    # carry information about the win rate.
-    test = res._take(enabled & (res.outcome <= _CODE[WIN]))
-    n_resolved = len(test)
-    sizes = [math.ceil((k + 1) * horizon / looks) for k in range(looks)]
-    reached = [n for n in sizes if n <= n_resolved]
-    challengers = [v.id for v in config.enabled if v.id != config.control]
-    stats = {v: _look_stats(test, config.control, v, reached, int(plan.min_signals_per_variant))
-             for v in challengers}
+    return res._take(enabled & (res.outcome <= _CODE[WIN]))
 
-    def first_cross(v: str, level: float, sign: int) -> int | None:
-        bounds = st.obf_bounds(level, looks)
-        for s in stats[v]:
-            if s["enough"] and s["z"] is not None and sign * s["z"] >= bounds[s["look"] - 1]:
-                return s["look"]
-        return None
 
-    result: dict[str, dict] = {v: {"result": None, "at_look": None, "alpha_level": None}
-                               for v in challengers}
-    open_ = list(challengers)
-    while open_:
-        level = plan.alpha / len(open_)
-        crossed = {v: first_cross(v, level, +1) for v in open_}
-        crossed = {v: k for v, k in crossed.items() if k is not None}
-        if not crossed:
-            break
-        for v, k in crossed.items():
-            result[v] = {"result": "better", "at_look": k, "alpha_level": level}
-            open_.remove(v)
-    # Harm is reported at the strictest (Bonferroni) level; it stops a variant, never picks one.
-    strict = plan.alpha / max(len(challengers), 1)
-    for v in open_:
-        k = first_cross(v, strict, -1)
-        result[v] = {"result": "worse" if k else None, "at_look": k,
-                     "alpha_level": strict if k else plan.alpha / len(open_)}
+def _sequential(config: ExperimentConfig, test: Results, challengers: list[str]) -> dict:
+    """The mixture SPRT of each challenger against control over the whole path, Holm across."""
+    plan = config.plan
+    tau, min_n = plan.min_detectable_lift, int(plan.min_signals_per_variant)
+    win = test.outcome == _CODE[WIN]
+    is_c = test.mask(config.control)
+    paths, p_up, p_down = {}, {}, {}
     for v in challengers:
-        bounds = st.obf_bounds(result[v]["alpha_level"], looks)
-        last = stats[v][-1] if stats[v] else None
-        rci = None
-        if last and last["se"] is not None:
-            b = bounds[last["look"] - 1]
-            rci = [last["diff"] - b * last["se"], last["diff"] + b * last["se"]]
-        result[v].update({
-            "boundaries": list(bounds),
-            "looks": [{"look": s["look"], "signals": s["signals"], "n_control": s["n_control"],
-                       "n_variant": s["n_variant"], "diff": s["diff"], "z": s["z"],
-                       "boundary": bounds[s["look"] - 1], "enough_signals": s["enough"]}
-                      for s in stats[v]],
-            "repeated_ci": rci,
-        })
-    meta = {"resolved_signals": n_resolved, "planned_signals": horizon, "looks": looks,
-            "looks_reached": len(reached), "look_sizes": sizes,
-            "next_look_at": sizes[len(reached)] if len(reached) < looks else None,
-            "horizon_reached": len(reached) == looks}
-    return result, meta
+        is_v = test.mask(v)
+        pair = is_c | is_v
+        path = st.sequential_path(win[pair], is_v[pair], tau, min_n)
+        paths[v] = path
+        p_up[v] = st.always_valid_p(path["log_up"])
+        p_down[v] = st.always_valid_p(path["log_down"])
+    levels = st.holm(p_up, plan.alpha)
+    strict = plan.alpha / max(len(challengers), 1)
+    left = sum(1 for v in challengers if levels[v] is None)
+    out = {}
+    for v in challengers:
+        path = paths[v]
+        better = levels[v] is not None
+        worse = not better and p_down[v] <= strict
+        level = levels[v] if better else strict if worse else plan.alpha / max(left, 1)
+        at = st.first_crossing(path["log_up" if better else "log_down"], level) \
+            if better or worse else None
+        n = len(path["z"])
+        now = {"n_control": int(path["n_c"][-1]) if n else 0,
+               "n_variant": int(path["n_v"][-1]) if n else 0,
+               "enough_signals": bool(path["ok"][-1]) if n else False}
+        bounds = None
+        if n and path["ok"][-1]:
+            c = st.msprt_threshold(float(path["x"][-1]), level)
+            d, se = float(path["diff"][-1]), float(path["se"][-1])
+            bounds = [d - c * se, d + c * se]
+            now.update(diff=d, z=float(path["z"][-1]), threshold=c)
+        out[v] = {
+            "result": "better" if better else "worse" if worse else None,
+            "p_value_always_valid": p_up[v], "p_value_worse_always_valid": p_down[v],
+            "alpha_level": level,
+            "at_signals": at + 1 if at is not None else None,
+            "at": ({"diff": float(path["diff"][at]), "z": float(path["z"][at]),
+                    "n_control": int(path["n_c"][at]), "n_variant": int(path["n_v"][at])}
+                   if at is not None else None),
+            "now": now,
+            "confidence_sequence": bounds,
+            "rules_out_min_lift": bool(bounds is not None and bounds[1] < tau),
+        }
+    return out
+
+
+def _fixed(config: ExperimentConfig, figures: dict, challengers: list[str]) -> dict:
+    """One-sided pooled z-test per challenger on all resolved signals, Holm across."""
+    fc = figures[config.control]
+    zs, p = {}, {}
+    for v in challengers:
+        fv = figures[v]
+        z = st.pooled_z(fc["wins"], fc["resolved"], fv["wins"], fv["resolved"])
+        enough = min(fc["resolved"], fv["resolved"]) >= config.plan.min_signals_per_variant
+        zs[v] = z
+        p[v] = st.norm_sf(z) if z is not None and enough else 1.0
+    levels = st.holm(p, config.plan.alpha)
+    strict = config.plan.alpha / max(len(challengers), 1)
+    out = {}
+    for v in challengers:
+        worse = levels[v] is None and p[v] < 1 and st.norm_sf(-zs[v]) <= strict
+        out[v] = {"z": zs[v], "p_value": p[v],
+                  "result": "better" if levels[v] is not None else "worse" if worse else None,
+                  "alpha_level": levels[v] if levels[v] is not None else strict}
+    return out
 
 
 def _guardrails(g: Guardrails, fc: dict, fv: dict, pl_test: dict | None) -> dict:
@@ -240,82 +238,114 @@ def _guardrails(g: Guardrails, fc: dict, fv: dict, pl_test: dict | None) -> dict
 
 
 def analyze(results: "Results | Intake | Sequence[Mapping]",
-            config: ExperimentConfig | None = None) -> dict:
+            config: ExperimentConfig | None = None, *, final: bool = False) -> dict:
     """The experiment's state: per-variant figures, SRM, tests, and `winner` (id or None).
 
-    `results`: validated `Results`, an `Intake`, or raw rows (validated here; bad ones are
-    reported under `bad_rows`). Returns a JSON-serialisable dict; see `status` and
-    `decision_reason` for the decision and `final` for whether the experiment is over.
+    `results`: validated `Results`, an `Intake` (its config is used when none is given), or raw
+    rows (validated here; bad ones are reported under `bad_rows`). `final`: the experiment is
+    over, decide with the fixed-horizon test instead of the sequential one. Returns a
+    JSON-serialisable dict; `status` and `decision_reason` give the decision, `final` whether
+    the experiment is over.
     """
-    config = config or default_config()
     intake = None
     if isinstance(results, Intake):
         intake = results
+        config = config or intake.config
     elif not isinstance(results, Results):
         intake = intake_records(results, config)
+        config = config or intake.config
+    config = config or default_config()
     res = Results(intake.rows) if intake is not None else results
-    enabled = config.enabled
-    enabled_ids = [v.id for v in enabled]
+    enabled_ids = [v.id for v in config.enabled]
     control = config.control
     arms = {v.id: _arm(res, v.id) for v in config.variants}
     counts = {v: len(arms[v]["outcome"]) for v in enabled_ids}
     total_enabled = sum(counts.values())
     figures = {v.id: _figures(arms[v.id], v, control, total_enabled) for v in config.variants}
+    srm = _srm(config, counts)
 
-    shares = [v.traffic_percent / 100 for v in enabled]
-    srm = st.srm_chi2([counts[v] for v in enabled_ids], shares)
-    srm_alarm = srm["p_value"] is not None and srm["p_value"] < config.plan.srm_alpha
-    srm = {**srm, "alarm": srm_alarm, "alpha": config.plan.srm_alpha,
-           "observed": counts,
-           "expected": {v: total_enabled * s for v, s in zip(enabled_ids, shares)}}
-
-    horizon = planned_horizon(config)
-    seq, meta = _sequential(config, res, horizon) if horizon else ({}, {})
+    challengers = [v for v in enabled_ids if v != control]
+    test = _resolved_stream(config, res)
+    seq = _sequential(config, test, challengers) if challengers else {}
+    fixed = _fixed(config, figures, challengers) if challengers else {}
     tests = []
-    for v in enabled_ids:
-        if v == control:
-            continue
+    for v in challengers:
         fc, fv = figures[control], figures[v]
         diff = (fv["win_rate"] - fc["win_rate"]
                 if fc["win_rate"] is not None and fv["win_rate"] is not None else None)
         ci = st.newcombe_diff(fc["wins"], fc["resolved"], fv["wins"], fv["resolved"])
-        z = st.pooled_z(fc["wins"], fc["resolved"], fv["wins"], fv["resolved"])
+        z = fixed[v]["z"]
         pl_test = st.welch(arms[control]["pl"], arms[v]["pl"])
         tests.append({
             "variant": v, "control": control,
             "win_rate": {"control": fc["win_rate"], "variant": fv["win_rate"], "diff": diff,
                          "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
-                         "ci": "Newcombe hybrid score, 95%, all data, not adjusted for looks",
+                         "ci": "Newcombe hybrid score, 95%, all data, not valid under peeking",
                          "z": z, "p_value_nominal": 2 * st.norm_sf(abs(z)) if z is not None
                          else None},
-            "sequential": seq.get(v),
+            "sequential": seq[v], "fixed_horizon": fixed[v],
+            "bayesian": (st.chance_to_win(fc["wins"], fc["resolved"], fv["wins"], fv["resolved"])
+                         if fc["resolved"] and fv["resolved"] else None),
+            "decided_by": "fixed_horizon" if final else "sequential",
             "profit_loss": pl_test,
             "analysis_time": st.welch(arms[control]["time"], arms[v]["time"]),
             "guardrails": _guardrails(config.guardrails, fc, fv, pl_test),
         })
-
-    status, winner, reason, final = _decide(config, tests, meta, srm, total_enabled)
+    plan = config.plan
+    meta = {"resolved_signals": len(test), "planned_signals": planned_horizon(config)}
+    meta["horizon_reached"] = bool(meta["planned_signals"]) and \
+        meta["resolved_signals"] >= meta["planned_signals"]
+    status, winner, reason, done = _decide(config, tests, meta, srm, total_enabled, final)
+    method = ({"design": "fixed horizon: one-sided pooled two-proportion z-test on all the data "
+                         "(the experiment was declared over)"} if final else
+              {"design": "always-valid mixture SPRT (Johari et al. 2022), evaluated after every "
+                         "resolved signal; valid at any sample size and under peeking",
+               "mixture_sd": plan.min_detectable_lift})
     out = {
         "experiment": config.experiment, "control": control, "winner": winner, "status": status,
-        "decision_reason": reason, "final": final,
-        "method": {
-            "design": "group-sequential, looks at fixed fractions of the planned resolved signals",
-            "spending": "Lan-DeMets O'Brien-Fleming", "alpha_one_sided": config.plan.alpha,
-            "power": config.plan.power, "min_detectable_lift": config.plan.min_detectable_lift,
-            "multiple_comparisons": "Holm on the sequential boundaries (Maurer-Bretz)",
-            "min_signals_per_variant": config.plan.min_signals_per_variant, **meta,
-        },
+        "decision_reason": reason, "final": done, "mode": "final" if final else "sequential",
+        "method": {**method, "alpha_one_sided": plan.alpha, "power": plan.power,
+                   "min_detectable_lift": plan.min_detectable_lift,
+                   "multiple_comparisons": "Holm" if len(challengers) > 1 else "none",
+                   "min_signals_per_variant": plan.min_signals_per_variant,
+                   "bayesian": "chance to win and expected loss (GrowthBook's view), "
+                               "informative only", **meta},
         "variants": figures, "srm": srm, "tests": tests,
+        "variants_from": "config" if config.split_declared else "results",
     }
     if intake is not None:
         out.update(rows_used=len(intake.rows), bad_row_count=len(intake.bad),
                    bad_rows=[b.as_dict() for b in intake.bad[:_MAX_BAD_LISTED]],
-                   other_experiments=intake.other_experiments, superseded=intake.superseded)
+                   other_experiments=intake.other_experiments, superseded=intake.superseded,
+                   confidence_scale=intake.confidence_scale,
+                   note_count=len(intake.notes),
+                   notes=[b.as_dict() for b in intake.notes[:_MAX_BAD_LISTED]])
     return _plain(out)
 
 
+def _srm(config: ExperimentConfig, counts: dict[str, int]) -> dict:
+    """Chi-square of the signals per variant against the declared split; none without one."""
+    total = sum(counts.values())
+    if not config.split_declared:
+        return {"chi2": None, "df": len(counts) - 1, "p_value": None, "alarm": False,
+                "alpha": config.plan.srm_alpha, "observed": counts, "expected": None,
+                "checked": False,
+                "note": "no declared split (no variants config): the split is the observed one "
+                        "and is not checked"}
+    shares = [config.variant(v).traffic_percent / 100 for v in counts]
+    srm = st.srm_chi2(list(counts.values()), shares)
+    alarm = srm["p_value"] is not None and srm["p_value"] < config.plan.srm_alpha
+    return {**srm, "alarm": alarm, "alpha": config.plan.srm_alpha, "observed": counts,
+            "expected": {v: total * s for v, s in zip(counts, shares)},
+            "checked": srm["p_value"] is not None}
+
+
+def _pts(x: float) -> str:
+    return f"{x * 100:+.1f} points"
+
+
 def _decide(config: ExperimentConfig, tests: list[dict], meta: dict, srm: dict,
-            total: int) -> tuple[str, str | None, str, bool]:
+            total: int, final: bool) -> tuple[str, str | None, str, bool]:
     """(status, winner, reason, final)."""
     if not tests:
         return NO_COMPARISON, None, "only one enabled variant: nothing to compare", False
@@ -327,39 +357,58 @@ def _decide(config: ExperimentConfig, tests: list[dict], meta: dict, srm: dict,
         return SRM, None, (f"sample ratio mismatch: signals {obs} against expected {exp} "
                            f"(chi-square p={srm['p_value']:.2g} < {srm['alpha']:g}); the split "
                            f"is broken, so no result can be trusted until it is fixed"), False
-    better = [t for t in tests if t["sequential"]["result"] == "better"]
-    worse = [t for t in tests if t["sequential"]["result"] == "worse"]
+    key = "fixed_horizon" if final else "sequential"
+    better = [t for t in tests if t[key]["result"] == "better"]
+    worse = [t for t in tests if t[key]["result"] == "worse"]
     ok = [t for t in better if not t["guardrails"]["veto"]]
     vetoed = [t for t in better if t["guardrails"]["veto"]]
     veto_text = "; ".join(f"{t['variant']} beat control but breached "
                           f"{', '.join(t['guardrails']['breached'])}" for t in vetoed)
+    n = meta["resolved_signals"]
     if ok:
         best = max(ok, key=lambda t: t["win_rate"]["diff"] or 0.0)
-        s = best["sequential"]
-        look = s["looks"][s["at_look"] - 1]
-        reason = (f"{best['variant']} wins: win rate {look['diff'] * 100:+.1f} points over "
-                  f"{config.control} at look {s['at_look']} of {meta['looks']} "
-                  f"({look['signals']} resolved signals), z={look['z']:.2f} >= boundary "
-                  f"{look['boundary']:.2f} (one-sided alpha {s['alpha_level']:.3g}); "
-                  f"guardrails passed")
+        d = best[key]
+        if final:
+            why = (f"win rate {_pts(best['win_rate']['diff'])} over {config.control} on all "
+                   f"{n} resolved signals, fixed-horizon z={d['z']:.2f}, one-sided "
+                   f"p={d['p_value']:.2g} <= {d['alpha_level']:.3g}")
+        else:
+            at = d["at"]
+            why = (f"win rate {_pts(at['diff'])} over {config.control} when the sequential "
+                   f"test crossed, after {d['at_signals']} resolved signals ({at['n_control']} "
+                   f"vs {at['n_variant']}; always-valid p now {d['p_value_always_valid']:.2g}, "
+                   f"level {d['alpha_level']:.3g}, valid at any sample size)")
+        reason = f"{best['variant']} wins: {why}; guardrails passed"
         return WINNER, best["variant"], reason + (f"; {veto_text}" if veto_text else ""), True
-    done = meta["horizon_reached"] or len(better) + len(worse) == len(tests)
-    progress = (f"{meta['resolved_signals']} of {meta['planned_signals']} planned resolved "
-                f"signals, look {meta['looks_reached']} of {meta['looks']}")
     if vetoed:
-        return VETOED, None, f"no winner: {veto_text}; keep {config.control}", done
-    if done:
-        why = ("every variant is significantly worse than control" if len(worse) == len(tests)
-               else "no variant beat control by the planned horizon")
-        extra = f" ({', '.join(t['variant'] for t in worse)} significantly worse)" if worse and \
-            len(worse) < len(tests) else ""
-        return NO_WINNER, None, f"no winner: {why}{extra} ({progress}); keep {config.control}", True
-    if meta["looks_reached"] == 0:
-        return COLLECTING, None, (f"collecting: {progress}; the first look is at "
-                                  f"{meta['next_look_at']}"), False
+        return VETOED, None, f"no winner: {veto_text}; keep {config.control}", True
     short = [t["variant"] for t in tests
-             if t["sequential"]["looks"] and not t["sequential"]["looks"][-1]["enough_signals"]]
-    note = (f"; below {config.plan.min_signals_per_variant} resolved signals in an arm for "
-            f"{', '.join(short)}" if short else "")
-    return COLLECTING, None, (f"collecting: {progress}, no boundary crossed yet{note}; next look "
-                              f"at {meta['next_look_at']} resolved signals"), False
+             if min(t["sequential"]["now"]["n_control"], t["sequential"]["now"]["n_variant"])
+             < config.plan.min_signals_per_variant]
+    need = (f"{config.plan.min_signals_per_variant} resolved signals in each arm "
+            f"({', '.join(short)} short)")
+    extra = (f" ({', '.join(t['variant'] for t in worse)} significantly worse)"
+             if worse and len(worse) < len(tests) else "")
+    if final:
+        why = ("every variant is significantly worse than control" if len(worse) == len(tests)
+               else f"fewer than {need}" if short else
+               f"no variant beat control at one-sided alpha {config.plan.alpha:g}")
+        return NO_WINNER, None, (f"no winner: {why}{extra} (fixed horizon, {n} resolved "
+                                 f"signals); keep {config.control}"), True
+    if short and len(short) == len(tests):
+        return COLLECTING, None, f"collecting: {n} resolved signals; a decision needs {need}", \
+            False
+    lift = config.plan.min_detectable_lift
+    ruled_out = all(t["sequential"]["rules_out_min_lift"] or t in worse for t in tests)
+    if len(worse) == len(tests) or ruled_out or meta["horizon_reached"]:
+        why = ("every variant is significantly worse than control" if len(worse) == len(tests)
+               else f"the always-valid interval rules out a lift of {_pts(lift)}" if ruled_out
+               else f"no variant beat control by the planned {meta['planned_signals']} "
+                    f"resolved signals")
+        return NO_WINNER, None, (f"no winner: {why}{extra} ({n} resolved signals); keep "
+                                 f"{config.control}"), True
+    best = max(tests, key=lambda t: t["win_rate"]["diff"] or 0.0)
+    return COLLECTING, None, (
+        f"collecting: {n} of {meta['planned_signals']} planned resolved signals, no winner yet "
+        f"(best {best['variant']}: always-valid p={best['sequential']['p_value_always_valid']:.2g},"
+        f" needs <= {best['sequential']['alpha_level']:.3g}){extra}"), False

@@ -118,6 +118,8 @@ def ab_test_results(context: dg.AssetExecutionContext, experiments: ExperimentsR
     bad = intake.bad
     for b in bad[:20]:
         context.log.warning(f"{intake.source}: row {b.line} kept out: {b.reason}")
+    for b in intake.notes[:20]:
+        context.log.warning(f"{intake.source}: row {b.line} kept, {b.reason}")
     context.log.info(f"{key}: {len(intake.rows)} usable rows from {source}, {inserted} new, "
                      f"{len(bad)} bad")
     where = {CSV: "line", SANDBOX: "fetched_row"}.get(mode, "row_id")
@@ -130,6 +132,8 @@ def ab_test_results(context: dg.AssetExecutionContext, experiments: ExperimentsR
             "rows_already_stored": len(intake.rows) - inserted if known is not None else 0,
             "pending_superseded": intake.superseded,
             "bad_row_count": len(bad),
+            "rows_with_notes": len(intake.notes),
+            "confidence_scale": intake.confidence_scale,
             "bad_rows": _table([(where, "int"), ("reason", "string"), ("raw", "string")],
                                [{where: b.line, "reason": b.reason,
                                  "raw": json.dumps(b.as_dict()["raw"])[:500]}
@@ -153,7 +157,9 @@ _VARIANT_COLUMNS = [
 _TEST_COLUMNS = [
     ("variant", "string"), ("vs", "string"), ("win_rate_diff_pts", "float"),
     ("ci_95_pts", "string"), ("z", "float"), ("p_nominal", "float"), ("sequential", "string"),
-    ("repeated_ci_pts", "string"), ("profit_loss_diff", "float"), ("profit_loss_ci_95", "string"),
+    ("p_always_valid", "float"), ("confidence_sequence_pts", "string"),
+    ("chance_to_win_pct", "float"), ("expected_loss_pts", "float"),
+    ("profit_loss_diff", "float"), ("profit_loss_ci_95", "string"),
     ("analysis_time_diff_s", "float"), ("analysis_time_ci_95", "string"), ("guardrails", "string"),
 ]
 
@@ -179,18 +185,21 @@ def _variant_rows(result: dict) -> list[dict]:
 def _test_rows(result: dict) -> list[dict]:
     rows = []
     for t in result["tests"]:
-        w, seq = t["win_rate"], t["sequential"] or {}
+        w, seq, bayes = t["win_rate"], t["sequential"], t["bayesian"] or {}
         pl, at = t["profit_loss"] or {}, t["analysis_time"] or {}
-        rci = seq.get("repeated_ci") or (None, None)
+        cs = seq["confidence_sequence"] or (None, None)
         g = t["guardrails"]
         rows.append({
             "variant": t["variant"], "vs": t["control"],
             "win_rate_diff_pts": _pct(w["diff"], 2),
             "ci_95_pts": _span(w["ci_low"], w["ci_high"], 100),
             "z": w["z"], "p_nominal": w["p_value_nominal"],
-            "sequential": (f"{seq['result']} at look {seq['at_look']}" if seq.get("result")
-                           else "no boundary crossed"),
-            "repeated_ci_pts": _span(*rci, 100),
+            "sequential": (f"{seq['result']} after {seq['at_signals']} signals"
+                           if seq["result"] else "no decision yet"),
+            "p_always_valid": seq["p_value_always_valid"],
+            "confidence_sequence_pts": _span(*cs, 100),
+            "chance_to_win_pct": _pct(bayes.get("chance_to_win")),
+            "expected_loss_pts": _pct(bayes.get("expected_loss_variant"), 2),
             "profit_loss_diff": pl.get("diff"),
             "profit_loss_ci_95": _span(pl.get("ci_low"), pl.get("ci_high"), 1, "{:+.2f}"),
             "analysis_time_diff_s": at.get("diff"),
@@ -205,15 +214,18 @@ def _decision_md(result: dict, experiments: ExperimentsResource, key: str) -> st
     head = (f"### Winner: `{result['winner']}` ({result['variants'][result['winner']]['name']})"
             if result["winner"] else f"### {result['status'].replace('_', ' ').capitalize()}")
     lines = [head, "", result["decision_reason"], ""]
-    if "resolved_signals" in m:
-        lines.append(f"- progress: {m['resolved_signals']} of {m['planned_signals']} planned "
-                     f"resolved signals, look {m['looks_reached']} of {m['looks']}"
-                     + (f", next look at {m['next_look_at']}" if m.get("next_look_at") else ""))
+    lines.append(f"- progress: {m['resolved_signals']} resolved signals; a fixed-horizon plan "
+                 f"would need {m['planned_signals']}")
     lines.append("- sample ratio: " + ("too few signals to check" if srm["p_value"] is None else
                                        f"chi-square p={srm['p_value']:.3g}, "
                                        + ("**MISMATCH**" if srm["alarm"] else "ok")))
-    lines.append(f"- design: {m['design']}; {m['spending']} spending, one-sided alpha "
-                 f"{m['alpha_one_sided']:g}, {m['multiple_comparisons']}")
+    lines.append(f"- design: {m['design']}; one-sided alpha {m['alpha_one_sided']:g}"
+                 + (f", {m['multiple_comparisons']} across variants"
+                    if m["multiple_comparisons"] != "none" else ""))
+    for t in result["tests"]:
+        if t["bayesian"]:
+            lines.append(f"- Bayesian (informative): {t['variant']} has a "
+                         f"{t['bayesian']['chance_to_win']:.1%} chance to beat {t['control']}")
     if result["winner"]:
         hook = experiments.promotion_target(key)
         if experiments.auto_promote and hook:
@@ -237,8 +249,9 @@ def _decision_md(result: dict, experiments: ExperimentsResource, key: str) -> st
         description="Warns when the signals per variant do not match the configured traffic "
         "split (chi-square, alarm at the plan's srm_alpha): the split is broken and no result "
         "can be trusted.")],
-    description="Group-sequential analysis of the experiment: per-variant figures, sample-ratio "
-    "check, win-rate tests with intervals, guardrails, and the decision with its reason.",
+    description="Always-valid sequential analysis of the experiment (mixture SPRT, safe however "
+    "often it runs): per-variant figures, sample-ratio check, win-rate tests with intervals, the "
+    "Bayesian chance to win, guardrails, and the decision with its reason.",
 )
 def ab_test_analysis(context: dg.AssetExecutionContext, experiments: ExperimentsResource,
                      history: HistoryResource) -> dg.MaterializeResult:

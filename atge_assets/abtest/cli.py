@@ -36,9 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     src = a.add_mutually_exclusive_group(required=True)
     src.add_argument("--results", metavar="FILE.csv", help="results CSV")
     src.add_argument("--db", metavar="URL", help="history database URL (einstein_ab_test_results)")
-    a.add_argument("--variants", metavar="FILE.json", help="variants config (default: the "
-                   "GPT-5.1 high 80%% / medium 20%% example)")
-    a.add_argument("--experiment", metavar="KEY", help="experiment key (default: the config's)")
+    a.add_argument("--variants", metavar="FILE.json", help="variants config with the declared "
+                   "split, checked for sample ratio mismatch (default: the variants found in "
+                   "the results, split as observed)")
+    a.add_argument("--experiment", metavar="KEY", help="experiment key (default: the config's, "
+                   "or the only one in the results)")
+    a.add_argument("--control", metavar="ID", help="the control variant (default: the config's, "
+                   "else the variant named 'control', else the largest arm)")
+    a.add_argument("--final", action="store_true", help="the experiment is over: decide with "
+                   "one fixed-horizon test on all the data (more power than the sequential "
+                   "default, valid only if nobody stopped early on what a look showed)")
     a.add_argument("--json", action="store_true", help="print the analysis as one JSON line")
     s = sub.add_parser("assign", help="which variant a user gets")
     _assign_args(s)
@@ -79,30 +86,34 @@ def _run_assign(args, out: TextIO) -> int:
 
 
 def _run_analyze(args, out: TextIO, err: TextIO) -> int:
-    config = _load(args)
+    config = load_config(args.variants, args.experiment) if args.variants else None
+    pick = {"experiment": args.experiment, "control": args.control}
     if args.results:
-        intake = read_results_csv(args.results, config)
+        intake = read_results_csv(args.results, config, **pick)
     else:
         from atge_assets.abtest.history import AbtestHistory
 
         store = AbtestHistory(args.db)
         try:
-            intake = results_from_store(store, config)
+            intake = results_from_store(store, config, **pick)
         finally:
             store.dispose()
     where = "line" if args.results else "row id"
-    for b in intake.bad[:_MAX_BAD_LISTED]:
-        print(f"atge abtest: {intake.source}: {where} {b.line}: {b.reason} (row left out)",
-              file=err)
-    if len(intake.bad) > _MAX_BAD_LISTED:
-        print(f"atge abtest: ... and {len(intake.bad) - _MAX_BAD_LISTED} more bad rows", file=err)
+    for rows, what, fate in ((intake.bad, "bad rows", "row left out"),
+                             (intake.notes, "rows with notes", "value ignored, row kept")):
+        for b in rows[:_MAX_BAD_LISTED]:
+            print(f"atge abtest: {intake.source}: {where} {b.line}: {b.reason} ({fate})",
+                  file=err)
+        if len(rows) > _MAX_BAD_LISTED:
+            print(f"atge abtest: ... and {len(rows) - _MAX_BAD_LISTED} more {what}", file=err)
     if not intake.rows and intake.bad:
         raise ResultsError(f"{intake.source}: none of the {len(intake.bad)} rows is usable")
     if not intake.rows and intake.other_experiments:
         found = ", ".join(f"{k} ({n} rows)" for k, n in intake.other_experiments.items())
-        raise ResultsError(f"{intake.source}: no rows of experiment {config.experiment!r}; "
+        key = config.experiment if config else args.experiment
+        raise ResultsError(f"{intake.source}: no rows of experiment {key!r}; "
                            f"found {found}; pass --experiment or --variants")
-    result = analyze(intake, config)
+    result = analyze(intake, final=args.final)
     if args.json:
         print(json.dumps(result, allow_nan=False), file=out)
     else:
@@ -135,7 +146,15 @@ def format_summary(result: dict) -> str:
     """A human-readable summary of an analysis."""
     lines = [f"experiment {result['experiment']}: {result['status'].upper()}"
              + (f" {result['winner']}" if result["winner"] else ""),
-             f"  {result['decision_reason']}", "",
+             f"  {result['decision_reason']}", ""]
+    if result.get("variants_from") == "results":
+        lines.append(f"  variants read off the results (no --variants): control "
+                     f"{result['control']}, split as observed, not checked for mismatch")
+    if result.get("confidence_scale"):
+        lines.append(f"  confidence read as {result['confidence_scale']}"
+                     + (" (percent; shown as 0-1)" if result["confidence_scale"] == "0-100"
+                        else ""))
+    lines += [""
              f"  {'variant':<22}{'signals':>8}{'win rate':>10}{'95% CI':>16}{'avg s':>8}"
              f"{'p95 s':>8}{'conf':>6}{'avg P/L':>10}{'errors':>8}"]
 
@@ -155,20 +174,35 @@ def format_summary(result: dict) -> str:
                      f"{pct(f['error_rate']):>8}")
     srm = result["srm"]
     lines.append("")
-    lines.append("  SRM: " + ("too few signals to check" if srm["p_value"] is None else
+    lines.append("  SRM: " + ("no declared split to check" if srm.get("checked") is False
+                               and srm["expected"] is None else
+                               "too few signals to check" if srm["p_value"] is None else
                                f"chi-square p={srm['p_value']:.3g}"
                                + (" ALARM" if srm["alarm"] else " ok")))
     for t in result["tests"]:
-        w = t["win_rate"]
+        w, seq, fixed, bayes = t["win_rate"], t["sequential"], t["fixed_horizon"], t["bayesian"]
         if w["diff"] is not None and w["ci_low"] is not None:
             lines.append(f"  {t['variant']} vs {t['control']}: win rate {w['diff'] * 100:+.1f} "
-                         f"points (95% CI {w['ci_low'] * 100:+.1f} to {w['ci_high'] * 100:+.1f})"
-                         + (f", sequential: {t['sequential']['result']}"
-                            if t["sequential"] and t["sequential"]["result"] else ""))
+                         f"points (95% CI {w['ci_low'] * 100:+.1f} to {w['ci_high'] * 100:+.1f})")
+        cs = seq["confidence_sequence"]
+        lines.append(f"    sequential (always valid): p={seq['p_value_always_valid']:.2g}"
+                     + (f", interval {cs[0] * 100:+.1f} to {cs[1] * 100:+.1f} points" if cs
+                        else "") + f" -> {seq['result'] or 'no decision'}"
+                     + ("  [decides]" if t["decided_by"] == "sequential" else ""))
+        lines.append(f"    fixed horizon: z={num(fixed['z'], '{:.2f}')}, one-sided "
+                     f"p={fixed['p_value']:.2g} -> {fixed['result'] or 'no decision'}"
+                     + ("  [decides]" if t["decided_by"] == "fixed_horizon" else ""))
+        if bayes:
+            lines.append(f"    Bayesian: chance to win {bayes['chance_to_win']:.1%}, expected "
+                         f"loss {bayes['expected_loss_variant'] * 100:.2f} points if chosen, "
+                         f"{bayes['expected_loss_control'] * 100:.2f} if control is kept")
         if t["guardrails"]["breached"]:
             lines.append(f"    guardrails breached: {', '.join(t['guardrails']['breached'])}")
     if result.get("bad_row_count"):
         lines.append(f"  {result['bad_row_count']} bad rows left out (see stderr)")
+    if result.get("note_count"):
+        lines.append(f"  {result['note_count']} rows kept with an unused value ignored "
+                     f"(see stderr)")
     return "\n".join(lines)
 
 

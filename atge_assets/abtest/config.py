@@ -49,15 +49,19 @@ class Variant:
 
 @dataclass(frozen=True)
 class Plan:
-    """How much evidence a decision needs. `alpha` is one-sided: the false-winner rate."""
+    """How much evidence a decision needs. `alpha` is one-sided: the false-winner rate, under
+    continuous monitoring for the sequential test, at the single look for `--final`."""
     alpha: float = 0.025
     # The bar is 80% at a 6-point lift; planning for 85% keeps it when control's win rate or the
     # split is a little off the plan's guesses.
     power: float = 0.85
-    min_detectable_lift: float = 0.06  # win-rate points the plan is powered for (0.06 = 6 points)
+    # Win-rate points worth finding (0.06 = 6 points): the planned signals aim at it, and the
+    # sequential test's mixture is centred on lifts of this size.
+    min_detectable_lift: float = 0.06
     baseline_win_rate: float = 0.50  # planning guess for control; 0.5 is the worst case
-    looks: int = 5
-    min_signals_per_variant: int = 100
+    looks: int = 5  # unused since the test is continuous; still accepted in old variants files
+    # The normal approximation's usual floor; fewer and a 100% win streak says little.
+    min_signals_per_variant: int = 30
     planned_signals: int | None = None  # resolved signals, all variants; None: from the above
     srm_alpha: float = 0.001
 
@@ -79,6 +83,9 @@ class ExperimentConfig:
     control: str
     plan: Plan = field(default_factory=Plan)
     guardrails: Guardrails = field(default_factory=Guardrails)
+    # False when the variants were read off the results themselves: their shares are what was
+    # observed, so a sample-ratio check against them would test the data against itself.
+    split_declared: bool = True
 
     @property
     def enabled(self) -> tuple[Variant, ...]:
@@ -274,6 +281,24 @@ def default_config(experiment: str = DEFAULT_EXPERIMENT) -> ExperimentConfig:
              "reasoning_effort": "medium", "traffic_percent": 20, "enabled": True},
         ],
     })
+
+
+def observed_config(experiment: str, counts: Mapping[str, int],
+                    control: str | None = None) -> ExperimentConfig:
+    """A config read off the results: one variant per id seen (in order of first appearance),
+    traffic as observed. The control is `control`, else the variant named "control" (what the
+    plan's code calls it), else the largest arm, since a rollout keeps most traffic on the
+    incumbent."""
+    if control is not None and control not in counts:
+        raise ConfigError([f"control {control!r} is not a variant in the results (found: "
+                           f"{', '.join(counts) or 'none'})"])
+    if control is None and counts:
+        control = "control" if "control" in counts else max(counts, key=lambda k: counts[k])
+    total = sum(counts.values()) or 1
+    order = [control] + [k for k in counts if k != control] if counts else []
+    variants = tuple(Variant(id=k, name=k, model="", reasoning_effort="",
+                             traffic_percent=100.0 * counts[k] / total) for k in order)
+    return ExperimentConfig(experiment, variants, control or "", split_declared=False)
 
 
 def load_config(path: str | Path, experiment: str | None = None) -> ExperimentConfig:

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence, TextIO
 
 import numpy as np
 
-from atge_assets.abtest.config import ExperimentConfig
+from atge_assets.abtest.config import (
+    DEFAULT_EXPERIMENT,
+    ConfigError,
+    ExperimentConfig,
+    observed_config,
+)
 from atge_assets.lib.jsonl import plain as _plain
 
 WIN, LOSS, PENDING, ERROR = "win", "loss", "pending", "error"
@@ -23,6 +28,7 @@ _CODE = {WIN: 1, LOSS: 0, PENDING: 2, ERROR: 3}
 RESULT_COLUMNS = ("variant_id", "signal_id", "analysis_time", "confidence", "outcome",
                   "profit_loss", "timestamp")
 CSV_COLUMNS = ("experiment",) + RESULT_COLUMNS
+OPTIONAL_COLUMNS = ("confidence",)
 # Above this a timestamp is milliseconds (year 5138 in seconds), a common mix-up.
 _MAX_EPOCH_S = 1e11
 _MAX_BAD_LISTED = 200
@@ -30,6 +36,9 @@ _MAX_BAD_LISTED = 200
 # a unit or parsing slip, and a few such rows (1e308 is a finite float) would overflow the sums
 # and own every average.
 MAX_ABS_PROFIT_LOSS = 1e9
+# An analysis runs for seconds to minutes; a day is a unit slip (milliseconds), not a slow model.
+MAX_ANALYSIS_TIME_S = 86_400.0
+FRACTION, PERCENT = "0-1", "0-100"
 
 
 class ResultsError(ValueError):
@@ -56,6 +65,9 @@ class Intake:
     other_experiments: dict[str, int] = field(default_factory=dict)
     superseded: int = 0  # pending rows replaced by their signal's outcome
     source: str = "records"
+    notes: list[BadRow] = field(default_factory=list)  # kept, one unused value blanked
+    confidence_scale: str = "0-1"
+    config: ExperimentConfig | None = None  # the one given, or the one read off the rows
 
 
 def _number(value, name: str, problems: list[str], required: bool) -> float | None:
@@ -122,49 +134,111 @@ def _text(value, name: str, problems: list[str]) -> str | None:
     return text
 
 
-def _validate(raw: Mapping, config: ExperimentConfig) -> tuple[dict | None, list[str]]:
+def confidence_scale(records: Sequence[Mapping]) -> str:
+    """"0-1" or "0-100", decided once for a whole file: the app may write 0.529 or 52.9.
+
+    By majority of the readable values, so one stray 85 in a file of fractions stays a stray
+    (reported) and one 0.5% in a file of percentages stays a small percentage.
+    """
+    fractions = percents = 0
+    for raw in records:
+        x = _number(raw.get("confidence"), "confidence", [], required=False)
+        if x is None or x < 0:
+            continue
+        if x <= 1:
+            fractions += 1
+        elif x <= 100:
+            percents += 1
+    return PERCENT if percents > fractions else FRACTION
+
+
+def _validate(raw: Mapping, ids: Sequence[str] | None, experiment: str, scale: str
+              ) -> tuple[dict | None, list[str], list[str]]:
+    """(row, problems that keep it out, notes on a column the decision does not use)."""
     problems: list[str] = []
     variant = _text(raw.get("variant_id"), "variant_id", problems)
-    if variant is not None and variant not in config.ids:
-        problems.append(f"unknown variant_id {variant!r} (experiment {config.experiment} has "
-                        f"{', '.join(config.ids)})")
+    if variant is not None and ids is not None and variant not in ids:
+        problems.append(f"unknown variant_id {variant!r} (experiment {experiment} has "
+                        f"{', '.join(ids)})")
     signal = _text(raw.get("signal_id"), "signal_id", problems)
     outcome = raw.get("outcome")
     outcome = outcome.strip().lower() if isinstance(outcome, str) else outcome
     if outcome not in OUTCOMES:
         problems.append(f"outcome {raw.get('outcome')!r} is not one of {', '.join(OUTCOMES)}")
         outcome = None
-    # A failed analysis has no signal to time, rate or trade; everything else must have them.
+    # A failed analysis has no signal to time or trade; everything else must have them.
     produced = outcome in (WIN, LOSS, PENDING)
     analysis_time = _number(raw.get("analysis_time"), "analysis_time", problems, produced)
-    if analysis_time is not None and analysis_time < 0:
-        problems.append(f"analysis_time {raw.get('analysis_time')!r} is negative")
-    confidence = _number(raw.get("confidence"), "confidence", problems, produced)
-    if confidence is not None and not 0 <= confidence <= 1:
-        problems.append(f"confidence {raw.get('confidence')!r} is outside 0-1"
-                        + (" (a percentage? write 0.85 for 85%)" if 1 < confidence <= 100 else ""))
+    if analysis_time is not None and not 0 <= analysis_time <= MAX_ANALYSIS_TIME_S:
+        problems.append(f"analysis_time {raw.get('analysis_time')!r} is "
+                        + ("negative" if analysis_time < 0 else
+                           f"over a day ({MAX_ANALYSIS_TIME_S:,.0f} s); milliseconds?"))
     resolved = outcome in (WIN, LOSS)
     profit_loss = _number(raw.get("profit_loss"), "profit_loss", problems, resolved)
     if profit_loss is not None and abs(profit_loss) > MAX_ABS_PROFIT_LOSS:
         problems.append(f"profit_loss {raw.get('profit_loss')!r} is beyond "
                         f"±{MAX_ABS_PROFIT_LOSS:,.0f}")
     timestamp = _timestamp(raw.get("timestamp"), problems)
+    # Confidence is only reported, never decides: a bad one is blanked and noted, the row stays.
+    notes: list[str] = []
+    confidence = _number(raw.get("confidence"), "confidence", notes, required=False)
+    top = 100.0 if scale == PERCENT else 1.0
+    if confidence is not None and not 0 <= confidence <= top:
+        notes.append(f"confidence {raw.get('confidence')!r} is outside {scale}, this file's "
+                     f"scale")
+    if notes:
+        confidence = None
+    elif confidence is not None:
+        confidence /= top
     if problems:
-        return None, problems
-    return {"experiment": config.experiment, "variant_id": variant, "signal_id": signal,
+        return None, problems, notes
+    return {"experiment": experiment, "variant_id": variant, "signal_id": signal,
             "analysis_time": analysis_time, "confidence": confidence, "outcome": outcome,
-            "profit_loss": profit_loss if resolved else None, "timestamp": timestamp}, []
+            "profit_loss": profit_loss if resolved else None, "timestamp": timestamp}, [], notes
 
 
-def intake_records(records: Iterable[Mapping], config: ExperimentConfig, *,
-                   source: str = "records", lines: Iterable[int] | None = None) -> Intake:
+def _which_experiment(records: Sequence[Mapping], wanted: str | None, source: str) -> str:
+    """The experiment to analyse without a config: the one asked for, or the only one there."""
+    if wanted:
+        return wanted
+    seen: dict[str, int] = {}
+    for raw in records:
+        exp = raw.get("experiment")
+        if isinstance(exp, str) and exp.strip():
+            seen[exp.strip()] = seen.get(exp.strip(), 0) + 1
+    if len(seen) > 1:
+        found = ", ".join(f"{k} ({n} rows)" for k, n in seen.items())
+        raise ResultsError(f"{source}: rows of several experiments ({found}); pass --experiment")
+    if seen:
+        return next(iter(seen))
+    stem = Path(source).stem if source not in ("records", "") else ""
+    return stem or DEFAULT_EXPERIMENT
+
+
+def intake_records(records: Iterable[Mapping], config: ExperimentConfig | None = None, *,
+                   source: str = "records", lines: Iterable[int] | None = None,
+                   experiment: str | None = None, control: str | None = None) -> Intake:
     """Validate result rows (dicts with the table's columns; strings or typed values).
 
     Rows of other experiments are counted, not judged. A row that fails validation is a BadRow
-    with its line and every problem found. A signal recorded twice keeps its outcome: a pending
-    row gives way to the resolved one, and a second resolved row is bad.
+    with its line and every problem found; a row whose only problem is a column the decision
+    does not use (confidence) is kept, that value blanked, and noted. A signal recorded twice
+    keeps its outcome: a pending row gives way to the resolved one, a second resolved row is bad.
+    Without a config the variants are the ids found (`observed_config`; `control` picks the
+    control) and the experiment is `experiment` or the only one in the rows.
     """
-    intake = Intake(rows=[], source=source)
+    records = list(records)
+    if config is not None:
+        key, ids = config.experiment, config.ids
+        if control is not None:
+            if control not in ids:
+                raise ConfigError([f"control {control!r} is not one of the variants "
+                                   f"({', '.join(ids)})"])
+            config = replace(config, control=control)
+    else:
+        key, ids = _which_experiment(records, experiment, source), None
+    scale = confidence_scale(records)
+    intake = Intake(rows=[], source=source, confidence_scale=scale)
     kept: dict[str, tuple[int, int]] = {}  # signal_id -> (index in intake.rows, its line)
     dropped: set[int] = set()
     line_iter = iter(lines) if lines is not None else None
@@ -175,14 +249,15 @@ def intake_records(records: Iterable[Mapping], config: ExperimentConfig, *,
                 else position)
         exp = raw.get("experiment")
         exp = exp.strip() if isinstance(exp, str) else exp
-        if exp not in (None, "") and exp != config.experiment:
-            key = str(exp)
-            intake.other_experiments[key] = intake.other_experiments.get(key, 0) + 1
+        if exp not in (None, "") and exp != key:
+            intake.other_experiments[str(exp)] = intake.other_experiments.get(str(exp), 0) + 1
             continue
-        row, problems = _validate(raw, config)
+        row, problems, notes = _validate(raw, ids, key, scale)
         if row is None:
-            intake.bad.append(BadRow(line, "; ".join(problems), dict(raw)))
+            intake.bad.append(BadRow(line, "; ".join(problems + notes), dict(raw)))
             continue
+        if notes:
+            intake.notes.append(BadRow(line, "; ".join(notes), dict(raw)))
         sid = row["signal_id"]
         if sid in kept:
             i, kept_line = kept[sid]
@@ -200,11 +275,21 @@ def intake_records(records: Iterable[Mapping], config: ExperimentConfig, *,
         intake.rows.append(row)
     if dropped:
         intake.rows = [r for i, r in enumerate(intake.rows) if i not in dropped]
+    if config is None and intake.rows:
+        counts: dict[str, int] = {}
+        for r in intake.rows:
+            counts[r["variant_id"]] = counts.get(r["variant_id"], 0) + 1
+        config = observed_config(key, counts, control)
+    intake.config = config
     return intake
 
 
-def read_results_csv(source: str | Path | TextIO, config: ExperimentConfig) -> Intake:
-    """Read a results CSV (header: the table's columns, `experiment` optional, extra ignored)."""
+def read_results_csv(source: str | Path | TextIO, config: ExperimentConfig | None = None, *,
+                     experiment: str | None = None, control: str | None = None) -> Intake:
+    """Read a results CSV (header: the table's columns, `experiment` optional, extra ignored).
+
+    Without a config the variants come from the file (see `intake_records`).
+    """
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "results")
     try:
         handle = (open(source, newline="", encoding="utf-8-sig")
@@ -221,7 +306,8 @@ def read_results_csv(source: str | Path | TextIO, config: ExperimentConfig) -> I
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ResultsError(f"{name}: not a readable CSV: {exc}") from None
         columns = [h.strip().lower() for h in header]
-        missing = [c for c in RESULT_COLUMNS if c not in columns]
+        # Confidence is only reported, so a table without it is still a table of results.
+        missing = [c for c in RESULT_COLUMNS if c not in columns and c not in OPTIONAL_COLUMNS]
         if missing:
             raise ResultsError(f"{name}: missing column(s) {', '.join(missing)} (header: "
                                f"{', '.join(columns) or 'empty'})")
@@ -245,15 +331,19 @@ def read_results_csv(source: str | Path | TextIO, config: ExperimentConfig) -> I
     finally:
         if isinstance(source, (str, Path)):
             handle.close()
-    intake = intake_records(records, config, source=name, lines=lines)
+    intake = intake_records(records, config, source=name, lines=lines, experiment=experiment,
+                            control=control)
     intake.bad = sorted(short + intake.bad, key=lambda b: b.line)
     return intake
 
 
-def results_from_store(store, config: ExperimentConfig, since: float | None = None) -> Intake:
+def results_from_store(store, config: ExperimentConfig | None, since: float | None = None, *,
+                       experiment: str | None = None, control: str | None = None) -> Intake:
     """The experiment's rows of `einstein_ab_test_results`, validated (BadRow.line = row id)."""
-    return intake_records(store.ab_results(config.experiment, since), config,
-                          source="einstein_ab_test_results")
+    key = config.experiment if config is not None else experiment
+    return intake_records(store.ab_results(key, since), config,
+                          source="einstein_ab_test_results", experiment=experiment,
+                          control=control)
 
 
 def write_results_csv(rows: Iterable[Mapping], out: TextIO) -> None:

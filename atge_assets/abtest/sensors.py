@@ -2,8 +2,9 @@
 
 A sensor rather than a schedule: experiments are dynamic partitions, and a schedule cannot add
 partitions (in Dagster 1.13 it returns run requests only), while a sensor adds the new
-experiments and requests their runs in one evaluation. Looks are fixed in data, not in time
-(abtest/analysis.py), so the interval changes how soon a decision shows, never the decision.
+experiments and requests their runs in one evaluation. The analysis re-evaluates its always-valid
+test after every signal of the history (abtest/analysis.py), so the interval changes how soon a
+decision shows, never the decision.
 """
 
 import time

@@ -1,30 +1,33 @@
-"""The statistics behind `abtest`: interval estimates, Welch, SRM and a group-sequential design.
+"""The statistics behind `abtest`: intervals, Welch, SRM, the always-valid sequential test of the
+win rate, the fixed-horizon test, and the Bayesian chance to win.
 
-Numpy and scipy.special only (the ufuncs are microseconds a call, which the benchmark's tens of
-thousands of analyses need). Nothing here knows about variants, rows or files.
+Numpy and scipy.special only (ufuncs cost microseconds a call, and the benchmark runs tens of
+thousands of analyses). Nothing here knows about variants, rows or files.
 
-The sequential design, in one paragraph. The experiment plans a horizon of N resolved signals and
-K looks at N/K, 2N/K, ..., N. Looks are defined by counts of data, not by when someone runs the
-analysis: whatever the schedule, the analysis re-evaluates every look that the data has reached,
-each on the prefix of the data (in time order) that look covers. So the answer depends on the data
-only, running the asset hourly or weekly gives the same decisions, and peeking is free. At look k
-the z-statistic is compared with a boundary from Lan-DeMets alpha spending with the O'Brien-Fleming
-shape: very strict early (z >= 4.88 at the first of five looks), close to the fixed-sample 1.96
-at the last (2.03), so the design needs ~3% more signals than a fixed horizon and stops early on
-big effects.
-Boundaries come from the usual recursive numerical integration (Jennison & Turnbull, "Group
-Sequential Methods", ch. 19), deterministic and cached.
+The sequential test, in one paragraph. It is the mixture sequential probability ratio test
+(mSPRT) of Johari, Koomen, Pekelis & Walsh, "Always Valid Inference: Continuous Monitoring of A/B
+Tests" (Operations Research 70(3), 2022), the test behind Optimizely's and Statsig's sequential
+results; GrowthBook's sequential intervals are the same normal mixture written as a confidence
+sequence (Waudby-Smith et al., "Time-uniform central limit theory and asymptotic confidence
+sequences", arXiv 2103.06476, eq. 9). With z the difference in win rate over its standard error
+and x = tau^2 / se^2 (the information gathered, in units of the mixing prior's variance tau^2),
+the likelihood ratio of "the lift is drawn from N(0, tau^2), positive half" against "no lift" is
+    Lambda+(z, x) = 2 Phi(z sqrt(x / (1 + x))) (1 + x)^(-1/2) exp(z^2 x / (2 (1 + x))).
+Under no lift it is a nonnegative martingale with mean 1, so by Ville's inequality it ever reaches
+1/alpha with probability at most alpha: the test may be evaluated after every signal, forever,
+and a winner is named wrongly at most alpha of the time. Two choices differ from GrowthBook's
+defaults. The mixture is one-sided, since only a winner is acted on, and it is scaled by the
+plan's minimum detectable lift (tau, in win-rate points) rather than by a guessed sample size:
+the information x then accounts for the split and the win rate, and the test is sharpest where an
+experiment of this app can find a lift worth having, a few hundred to ten thousand signals.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 from scipy import special  # scipy.optimize would add half a second to every CLI start
-
-_GRID = 601  # points per look of the numerical integration: boundaries right to ~1e-5
 
 
 def norm_ppf(q: float) -> float:
@@ -111,146 +114,112 @@ def srm_chi2(observed: list[int], shares: list[float]) -> dict:
     return {"chi2": chi2, "df": df, "p_value": float(special.chdtrc(df, chi2))}
 
 
-# -- group-sequential design -----------------------------------------------------------------------
-def obf_spending(t: float, alpha: float) -> float:
-    """Lan-DeMets O'Brien-Fleming-type spending: one-sided alpha spent by information fraction t."""
-    if t <= 0:
-        return 0.0
-    return min(alpha, 2 * norm_sf(norm_ppf(1 - alpha / 2) / math.sqrt(t)))
+# -- always-valid sequential test (mixture SPRT) ---------------------------------------------------
+def log_msprt(z, x):
+    """log Lambda+ (see the module docstring): the one-sided normal-mixture likelihood ratio for a
+    positive difference, given z = diff / se and x = tau^2 / se^2. Works on arrays."""
+    z, x = np.asarray(z, float), np.asarray(x, float)
+    r = x / (1 + x)
+    return (math.log(2) + special.log_ndtr(z * np.sqrt(r)) - 0.5 * np.log1p(x)
+            + 0.5 * z * z * r)
 
 
-def _grid(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """Points and trapezoid weights on [lo, hi]."""
-    x = np.linspace(lo, hi, _GRID)
-    w = np.full(_GRID, (hi - lo) / (_GRID - 1))
-    w[0] = w[-1] = w[0] / 2
-    return x, w
-
-
-def _phi(x: np.ndarray) -> np.ndarray:
-    return np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-
-
-class _Walk:
-    """The sub-density of W(t) = Z(t) * sqrt(t) on the region not yet stopped, look by look.
-
-    W has independent increments with mean drift * dt and variance dt (drift = E[Z at t=1]); the
-    density on the continuation region W < c is carried from look to look on a grid.
-    """
-
-    def __init__(self, drift: float):
-        self.drift = drift
-        self.t = 0.0
-        self.x: np.ndarray | None = None
-        self.mass: np.ndarray | None = None  # density times trapezoid weight at each grid point
-
-    def cross(self, t: float, c: float) -> float:
-        """P(not stopped so far and W(t) >= c)."""
-        dt = t - self.t
-        mean = self.drift * dt
-        if self.x is None:
-            return norm_sf((c - mean) / math.sqrt(dt))
-        return float(np.sum(self.mass * special.ndtr((self.x + mean - c) / math.sqrt(dt))))
-
-    def advance(self, t: float, c: float) -> None:
-        """Move to look time t, keeping only the paths that stayed below c."""
-        dt, sd = t - self.t, math.sqrt(t - self.t)
-        lo = self.drift * t - 9 * math.sqrt(t)
-        x, w = _grid(lo, max(c, lo + 1e-9))
-        if self.x is None:
-            dens = _phi((x - self.drift * t) / sd) / sd
-        else:
-            dens = (_phi((x[:, None] - self.x[None, :] - self.drift * dt) / sd) / sd) @ self.mass
-        self.x, self.mass, self.t = x, dens * w, t
-
-
-def _bisect(f, lo: float, hi: float, tol: float) -> float:
-    """Root of f on [lo, hi] (f changes sign there); robust to the 1e-12 tails of early looks."""
-    f_lo = f(lo)
-    while hi - lo > tol:
+def msprt_threshold(x: float, alpha: float) -> float:
+    """The z at which Lambda+ reaches 1/alpha after information x: the always-valid bound is
+    diff - threshold * se. Bisection: log_msprt rises with z."""
+    target = math.log(1 / alpha)
+    lo, hi = 0.0, 4.0
+    while float(log_msprt(hi, x)) < target:
+        hi *= 2
+    for _ in range(60):
         mid = 0.5 * (lo + hi)
-        f_mid = f(mid)
-        if (f_mid > 0) == (f_lo > 0):
-            lo, f_lo = mid, f_mid
+        if float(log_msprt(mid, x)) < target:
+            lo = mid
         else:
             hi = mid
-    return 0.5 * (lo + hi)
+    return hi
 
 
-def _illinois(f, lo: float, hi: float, ftol: float) -> float:
-    """Root of a smooth monotone f on [lo, hi]: regula falsi, Illinois variant.
+def diff_se(w_c, n_c, w_v, n_v):
+    """Standard error of p_v - p_c (unpooled, as GrowthBook and Statsig use). The rates are held
+    half a signal off 0 and 1: a small arm that won every time has some variance, not none."""
+    n_c, n_v = np.asarray(n_c, float), np.asarray(n_v, float)
+    p_c = np.clip(w_c / np.maximum(n_c, 1), 0.5 / np.maximum(n_c, 1), 1 - 0.5 / np.maximum(n_c, 1))
+    p_v = np.clip(w_v / np.maximum(n_v, 1), 0.5 / np.maximum(n_v, 1), 1 - 0.5 / np.maximum(n_v, 1))
+    return np.sqrt(p_c * (1 - p_c) / np.maximum(n_c, 1) + p_v * (1 - p_v) / np.maximum(n_v, 1))
 
-    A handful of evaluations where bisection needs twenty, which matters when one evaluation
-    integrates over every look.
+
+def sequential_path(win: np.ndarray, is_v: np.ndarray, tau: float, min_n: int) -> dict:
+    """The test after every resolved signal of one comparison, in time order.
+
+    `is_v` marks the variant's signals (the rest are control's), `win` the wins.
+    Returns running counts, z, and log Lambda for "variant better" and "variant worse" (the
+    latter is the same mixture on -z), -inf before both arms hold `min_n` signals.
     """
-    f_lo, f_hi = f(lo), f(hi)
-    side, x = 0, lo
-    for _ in range(100):
-        x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
-        f_x = f(x)
-        if abs(f_x) < ftol:
+    n_v = np.cumsum(is_v)
+    n_c = np.arange(1, len(is_v) + 1) - n_v
+    w_v, w_c = np.cumsum(win & is_v), np.cumsum(win & ~is_v)
+    se = diff_se(w_c, n_c, w_v, n_v)
+    ok = (n_c >= min_n) & (n_v >= min_n)
+    diff = np.where(ok, w_v / np.maximum(n_v, 1) - w_c / np.maximum(n_c, 1), 0.0)
+    z = diff / se
+    x = tau * tau / (se * se)
+    up = np.where(ok, log_msprt(z, x), -np.inf)
+    down = np.where(ok, log_msprt(-z, x), -np.inf)
+    return {"n_c": n_c, "n_v": n_v, "w_c": w_c, "w_v": w_v, "diff": diff, "se": se, "z": z,
+            "x": x, "log_up": up, "log_down": down, "ok": ok}
+
+
+def always_valid_p(log_lr: np.ndarray) -> float:
+    """min(1, 1 / max Lambda so far): valid at whatever time the analysis is read."""
+    if not len(log_lr):
+        return 1.0
+    return float(min(1.0, math.exp(-min(float(np.max(log_lr)), 700.0))))
+
+
+def first_crossing(log_lr: np.ndarray, alpha: float) -> int | None:
+    """Index of the first signal at which Lambda reached 1/alpha, or None."""
+    hits = np.flatnonzero(log_lr >= math.log(1 / alpha))
+    return int(hits[0]) if len(hits) else None
+
+
+def holm(p_values: dict[str, float], alpha: float) -> dict[str, float | None]:
+    """Holm's step-down procedure: the level each rejected hypothesis was rejected at (None for
+    the rest). Valid for always-valid p-values too, as they are valid p-values at any time."""
+    out: dict[str, float | None] = {k: None for k in p_values}
+    left = len(p_values)
+    for k, p in sorted(p_values.items(), key=lambda kv: kv[1]):
+        level = alpha / left
+        if p > level:
             break
-        if (f_x > 0) == (f_hi > 0):
-            hi, f_hi = x, f_x
-            if side == 1:
-                f_lo /= 2
-            side = 1
-        else:
-            lo, f_lo = x, f_x
-            if side == -1:
-                f_hi /= 2
-            side = -1
-    return x
+        out[k] = level
+        left -= 1
+    return out
 
 
-def _fractions(looks: int) -> tuple[float, ...]:
-    return tuple((k + 1) / looks for k in range(looks))
-
-
-@lru_cache(maxsize=256)
-def obf_bounds(alpha: float, looks: int) -> tuple[float, ...]:
-    """Upper z boundaries for `looks` equally spaced looks, one-sided level alpha."""
-    if looks < 1:
-        raise ValueError("looks must be >= 1")
-    walk = _Walk(0.0)
-    bounds: list[float] = []
-    spent = 0.0
-    for t in _fractions(looks):
-        target = obf_spending(t, alpha) - spent
-        c = _bisect(lambda c: walk.cross(t, c) - target, -1.0, 15.0, 1e-9)
-        bounds.append(c / math.sqrt(t))
-        walk.advance(t, c)
-        spent += target
-    return tuple(bounds)
-
-
-def crossing_probability(bounds: tuple[float, ...], drift: float) -> float:
-    """P(Z crosses the upper boundary at some look) when E[Z at the horizon] is `drift`."""
-    walk = _Walk(drift)
-    total = 0.0
-    for b, t in zip(bounds, _fractions(len(bounds))):
-        c = b * math.sqrt(t)
-        total += walk.cross(t, c)
-        walk.advance(t, c)
-    return total
-
-
-@lru_cache(maxsize=256)
-def obf_drift(alpha: float, looks: int, power: float) -> float:
-    """The drift (expected z at the full horizon) the design needs for the given power."""
-    bounds = obf_bounds(alpha, looks)
-    # A fixed sample needs z_alpha + z_power; spending alpha over looks never costs 30% more.
-    fixed = norm_ppf(1 - alpha) + norm_ppf(power)
-    return _illinois(lambda d: crossing_probability(bounds, d) - power, fixed, 1.3 * fixed, 1e-7)
-
-
-def planned_signals(p_control: float, lift: float, share_control: float, share_variant: float,
-                    alpha: float, power: float, looks: int) -> int:
-    """Resolved signals (all variants together) for `power` to detect `lift` in win rate.
-
-    The shares are of all enabled traffic, so the count is for the whole experiment.
-    """
+def fixed_sample_signals(p_control: float, lift: float, share_control: float,
+                         share_variant: float, alpha: float, power: float) -> int:
+    """Resolved signals (all variants together) a one-sided fixed-horizon z-test needs for
+    `power` to find `lift`; the shares are of all enabled traffic. A planning guide only."""
     p_var = p_control + lift
     unit_var = p_control * (1 - p_control) / share_control + p_var * (1 - p_var) / share_variant
-    drift = obf_drift(alpha, looks, power)
-    return int(math.ceil(drift * drift * unit_var / (lift * lift)))
+    z = norm_ppf(1 - alpha) + norm_ppf(power)
+    return math.ceil(z * z * unit_var / (lift * lift))
+
+
+# -- Bayesian ----------------------------------------------------------------------------------------
+def chance_to_win(w_c: int, n_c: int, w_v: int, n_v: int) -> dict:
+    """GrowthBook's Bayesian summary of p_v - p_c: uniform Beta(1, 1) priors, the difference of
+    the Beta posteriors taken as normal. `expected_loss` is the win-rate points given up on
+    average by choosing the variant (and by keeping control), GrowthBook's "risk"."""
+    a_c, b_c, a_v, b_v = 1 + w_c, 1 + n_c - w_c, 1 + w_v, 1 + n_v - w_v
+    mean = a_v / (a_v + b_v) - a_c / (a_c + b_c)
+    var = (a_v * b_v / ((a_v + b_v) ** 2 * (a_v + b_v + 1))
+           + a_c * b_c / ((a_c + b_c) ** 2 * (a_c + b_c + 1)))
+    sd = math.sqrt(var)
+    k = mean / sd
+    dens = math.exp(-0.5 * k * k) / math.sqrt(2 * math.pi)
+    return {"chance_to_win": float(special.ndtr(k)), "mean": mean, "sd": sd,
+            "expected_loss_variant": sd * dens - mean * float(special.ndtr(-k)),
+            "expected_loss_control": sd * dens + mean * float(special.ndtr(k)),
+            "prior": "uniform Beta(1, 1) per arm"}

@@ -18,7 +18,7 @@ import dagster as dg
 from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments import judge as judge_mod
-from atge_assets.deployments import release, targets
+from atge_assets.deployments import release, sequential, targets
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.releases import COLUMNS, release_rows, summary
@@ -226,26 +226,32 @@ def baseline_comparison(
         raise dg.Failure(f"deployment {dep_id}: baseline or timings missing; materialize them first")
     rounds: list[dict] = []
     dep = ref = None
+    # Rounds of `samples` a side up to the budget: the looks the sequential design plans.
+    looks = sequential.design(suite.samples, benchmark.max_samples).looks
+    stopped_early = False
     while True:
-        rows = cmp.compare(suite, base, cand, look=len(rounds) + 1)
-        unsure = [r["metric"] for r in rows if r["verdict"] == judge_mod.INCONCLUSIVE]
+        look = len(rounds) + 1
+        rows = cmp.compare(suite, base, cand, look=look, looks=looks)
+        unsure = [r["metric"] for r in rows if r["decision"] == sequential.MEASURE_MORE]
         n = min(len(cand.get(m, [])) for m in unsure) if unsure else 0
-        rounds.append({"round": len(rounds) + 1, "samples": max(map(len, cand.values())),
+        rounds.append({"round": look, "samples": max(map(len, cand.values())),
                        "verdicts": ", ".join(f"{r['metric']}={r['verdict']}" for r in rows)})
-        if not unsure or n >= benchmark.max_samples:
+        if not unsure:
             break
         # Inconclusive never decides by itself: measure those metrics again, then judge again.
-        context.log.info(f"round {len(rounds)}: {unsure} inconclusive at {n} samples; "
-                         f"measuring {suite.samples} more")
+        more_n = min(suite.samples, benchmark.max_samples - n)
+        context.log.info(f"look {look} of {looks}: {unsure} undecided at {n} samples; "
+                         f"measuring {more_n} more")
         if dep is None:
             ref_id = store.latest_reference(dep_id)
             dep, ref = _targets(context, vercel, benchmark, store, ref_id, find_reference=False)
             if ref_id and ref is None:
                 context.log.warning("the reference is gone; cannot re-measure in alternation")
+                stopped_early = True
                 break
         more = measure(dep.url, dataclasses.replace(
-            suite, metrics=tuple(m for m in suite.metrics if m.name in unsure), warmup=0),
-            reference_url=ref.url if ref else None, seq_start=n,
+            suite, metrics=tuple(m for m in suite.metrics if m.name in unsure), warmup=0,
+            samples=more_n), reference_url=ref.url if ref else None, seq_start=n,
             headers=benchmark.request_headers())
         store.add_samples(dep_id, [x.as_dict() for x in more])
         cand = store.latest_samples(dep_id)
@@ -253,7 +259,11 @@ def baseline_comparison(
             fresh = store.latest_samples(dep_id, REFERENCE)
             base = {m: ({"source": b["source"], "samples": fresh[m]} if m in fresh else b)
                     for m, b in base.items()}
-    overall = cmp.overall_verdict(rows)
+    # The last look, or no way to measure more: what is still open is for a person.
+    overall = cmp.overall_verdict(rows, final=True)
+    if stopped_early and overall == judge_mod.HELD:
+        context.log.warning(f"{dep_id} held at look {len(rounds)} of {looks}: the reference "
+                            "deployment is gone")
     store.record_comparison(dep_id, context.run_id, rows, overall)
     alerts = release.perf_alerts(suite, dep_id, rows, run_url=notifier.run_url(context.run_id),
                           run_id=context.run_id)
@@ -294,6 +304,27 @@ def baseline_comparison(
         "max_change_pct": round(max((r["change"] * 100 for r in rows
                                      if r["change"] is not None), default=None) or 0.0, 1),
     })
+
+
+class PersonDecision(dg.Config):
+    """A person's decision about a held deployment: launch `rollback` (production) or
+    `promotion` (preview) for its partition with `decision: accept` or `decision: reject`."""
+
+    decision: str = ""
+    by: str = ""  # who decides, recorded with the decision; else the run's user tag if any
+
+
+def _person_decision(config: PersonDecision, dep) -> str:
+    try:
+        return release.person_decision(config.decision, dep.verdict, dep.id)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from None
+
+
+def _approver(context: dg.AssetExecutionContext, config: PersonDecision) -> str:
+    tags = context.run.tags
+    return (config.by.strip()[:80] or tags.get("dagster/user") or tags.get("user")
+            or f"a person (run {context.run_id[:8]})")
 
 
 SMOKE_NAMES = [s.name for s in DEFAULT_SMOKE]
@@ -362,6 +393,7 @@ def smoke_tests(
 )
 def promotion(
     context: dg.AssetExecutionContext,
+    config: PersonDecision,
     vercel: VercelResource,
     history: HistoryResource,
     policy: ReleasePolicyResource,
@@ -374,12 +406,16 @@ def promotion(
     failed = sorted(n for n, r in smoke.items() if not r["passed"])
     # A run the sensor launched is automatic; one a person launched from the UI is an approval.
     manual = "dagster/sensor_name" not in context.run.tags
+    person = _person_decision(config, dep)
     existing = store.promotion_for(dep_id)
     with vercel.client() as client:
         live_id = client.production_deployment_id() if dep.target != "production" else None
         decision, reason = release.promotion_decision(
             dep, smoke, existing, auto_promote=policy.auto_promote, manual=manual,
-            live=store.deployment(live_id) if live_id else None)
+            live=store.deployment(live_id) if live_id else None, person=person,
+            approver=_approver(context, config))
+        if person == "accept" and dep.target != "production":
+            store.set_verdict(dep_id, judge_mod.ACCEPTED_BY_PERSON)
         if decision == release.PROMOTE:
             if existing is None and store.claim_promotion(dep_id, context.run_id) is not None:
                 decision, reason = "skipped", "another run claimed this promotion first"
@@ -394,9 +430,12 @@ def promotion(
     if dep.target != "production":
         _tag_run(context, dep.verdict, decision)
     deliveries = []
-    if decision == "promoted":
-        event = notify.promotion_event(dep_id, reason, run_url=notifier.run_url(context.run_id),
-                                       run_id=context.run_id, deployment_url=dep.url)
+    if decision in ("promoted", "held"):
+        ids = dict(run_url=notifier.run_url(context.run_id), run_id=context.run_id,
+                   deployment_url=dep.url)
+        event = (notify.promotion_event(dep_id, reason, **ids) if decision == "promoted" else
+                 notify.held_event(dep_id, reason, metrics=store.latest_comparison_rows(dep_id),
+                                   **ids))
         deliveries = [str(d) for d in notifier.send(event, store.engine)]
         for d in deliveries:
             context.log.info(f"notification: {d}")
@@ -418,6 +457,7 @@ def promotion(
 )
 def rollback(
     context: dg.AssetExecutionContext,
+    config: PersonDecision,
     vercel: VercelResource,
     history: HistoryResource,
     policy: ReleasePolicyResource,
@@ -427,7 +467,9 @@ def rollback(
     dep_id = context.partition_key
     store = DeploymentHistory(history.engine())
     dep = _recorded(store, dep_id)
+    person = _person_decision(config, dep) if dep.target == "production" else ""
     good = store.known_good_production(dep.created_ms, 1)
+    rows = store.latest_comparison_rows(dep_id)
     with vercel.client() as client:
         production = client.production_deployment_id()
         existing = store.rollback_for(dep_id)
@@ -436,9 +478,12 @@ def rollback(
             known_good_id=good[0].id if good else None, existing=existing, dry_run=policy.dry_run,
             smoke_failed=sorted(n for n, r in store.latest_smoke(dep_id).items()
                                 if not r["passed"]),
-            regressed_metrics=cmp.regressed_metrics(store.latest_comparison_rows(dep_id)),
+            regressed_metrics=cmp.regressed_metrics(rows), held_metrics=cmp.held_metrics(rows),
+            person=person, approver=_approver(context, config),
         )
         action = plan.action
+        if action == "accepted":
+            store.set_verdict(dep_id, judge_mod.ACCEPTED_BY_PERSON)
         waiting = store.unjudged_production_before(dep.created_ms) if not good else []
         if action == "skipped" and plan.rollback_to is None and waiting and \
                 "no known-good" in plan.reason:

@@ -60,18 +60,18 @@ def build_baseline(
 
 
 def compare(suite: Suite, baseline: dict[str, dict], candidate: dict[str, Samples],
-            look: int = 1) -> list[dict]:
-    """Judge every metric. `look` counts the comparisons of this deployment so far (1 = first),
-    so the judge can spend less alpha on each re-measurement and the total false-alarm rate of
-    the sequential re-measuring stays bounded."""
+            look: int = 1, looks: int = 1) -> list[dict]:
+    """Judge every metric at look `look` of the `looks` the sequential design plans (see
+    sequential.py); each row's `decision` says whether that metric needs more samples."""
     rows = []
     for spec in suite.metrics:
         base = baseline.get(spec.name, {"source": "missing", "samples": []})
         cand = candidate.get(spec.name, [])
-        v = judge_mod.judge(base["samples"], cand, spec.threshold, look=look)
+        v = judge_mod.judge(base["samples"], cand, spec.threshold, look=look, looks=looks)
         rows.append({
             "metric": spec.name,
             "verdict": v.verdict,
+            "decision": v.decision,
             "current_ms": summarize(cand)["p50"],
             "baseline_ms": summarize(base["samples"])["p50"],
             "change": v.change,
@@ -84,7 +84,7 @@ def compare(suite: Suite, baseline: dict[str, dict], candidate: dict[str, Sample
 
 
 _WORDS = {"regressed": "regressed", "inconclusive": "is undecided", "improved": "improved",
-          "pass": "passed"}
+          "pass": "passed", "held": "is held for a person (undecided within its sample budget)"}
 
 
 def change_text(change: float | None) -> str:
@@ -105,7 +105,8 @@ def summary(dep_id: str, overall: str, rows: Sequence[dict]) -> str:
         top = max(rows, key=lambda r: abs(r["change"] or 0), default=None)
         return f"{dep_id} passed: every metric within its threshold" + (
             f" (largest change: {top['metric']} {change_text(top['change'])})." if top else ".")
-    hit = [r for r in rows if r["verdict"] == overall] or list(rows)
+    wanted = judge_mod.INCONCLUSIVE if overall == judge_mod.HELD else overall
+    hit = [r for r in rows if r["verdict"] == wanted] or list(rows)
     # The judge's first reason starts with the verdict, already said here.
     return f"{dep_id} {_WORDS.get(overall, overall)}: " + "; ".join(
         f"{metric_change(r)}: {(r['details'].get('reasons') or [''])[0].split(': ', 1)[-1]}"
@@ -117,13 +118,19 @@ def regressed_metrics(rows: Sequence[dict]) -> str:
     return ", ".join(metric_change(r) for r in rows if r["verdict"] == judge_mod.REGRESSED)
 
 
-def overall_verdict(rows: Sequence[dict]) -> str:
-    """One regressed metric regresses the deployment; unsure beats fine; all better is improved."""
+def held_metrics(rows: Sequence[dict]) -> str:
+    """`end_to_end +8.1% (..)` for the rows still undecided."""
+    return ", ".join(metric_change(r) for r in rows if r["verdict"] == judge_mod.INCONCLUSIVE)
+
+
+def overall_verdict(rows: Sequence[dict], final: bool = False) -> str:
+    """One regressed metric regresses the deployment; unsure beats fine; all better is improved.
+    With `final` (no more samples will be taken), unsure is `held`: a person decides."""
     verdicts = [r["verdict"] for r in rows]
     if judge_mod.REGRESSED in verdicts:
         return judge_mod.REGRESSED
     if judge_mod.INCONCLUSIVE in verdicts or not verdicts:
-        return judge_mod.INCONCLUSIVE
+        return judge_mod.HELD if final else judge_mod.INCONCLUSIVE
     if all(v == judge_mod.IMPROVED for v in verdicts):
         return judge_mod.IMPROVED
     return judge_mod.PASS
@@ -147,10 +154,15 @@ def plan_rollback(
     dry_run: bool,
     smoke_failed: Sequence[str] = (),
     regressed_metrics: str = "",
+    held_metrics: str = "",
+    person: str = "",
+    approver: str = "",
 ) -> RollbackPlan:
     """Decide what the rollback asset does. Every path returns a reason a person can read.
 
     A regression beyond the threshold, or a failed smoke test, on the live deployment rolls back.
+    A `held` deployment waits for a person: `person` is their decision (`accept` or `reject`,
+    validated by release.person_decision), `approver` who made it.
     """
     if existing and existing["status"] == "done":
         return RollbackPlan("skipped", f"already rolled back to {existing['rollback_to']}",
@@ -162,7 +174,17 @@ def plan_rollback(
         return RollbackPlan("rollback", "retrying an unfinished rollback", existing["rollback_to"])
     if verdict is None and not smoke_failed:
         return RollbackPlan("skipped", "no comparison recorded for this deployment")
-    if verdict == judge_mod.REGRESSED:
+    if person == "accept":
+        return RollbackPlan("accepted", f"accepted by {approver}: kept, and known-good from now on"
+                            + (f" (held: {held_metrics})" if held_metrics else ""))
+    if verdict == judge_mod.HELD and not person and not smoke_failed:
+        return RollbackPlan("held", f"held for a person: {held_metrics or 'a metric'} undecided "
+                            "within the sample budget; not known-good until decided. To decide, "
+                            f"materialize `rollback` for {deployment_id} with config "
+                            "{decision: reject} (roll back) or {decision: accept}")
+    if person == "reject":
+        why = f"rejected by {approver}" + (f" (held: {held_metrics})" if held_metrics else "")
+    elif verdict == judge_mod.REGRESSED:
         why = "regressed beyond the threshold" + (f": {regressed_metrics}" if regressed_metrics
                                                   else "")
     elif smoke_failed:

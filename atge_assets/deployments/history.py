@@ -30,7 +30,9 @@ from atge_assets.lib.history.schema import (
 )
 from atge_assets.lib.providers.base import Deployment
 
-ACCEPTED = ("pass", "improved")
+# Verdicts that make a deployment known-good: judged no slower, or held and let through by a
+# person ("accepted").
+ACCEPTED = ("pass", "improved", "accepted")
 
 
 @dataclass(frozen=True)
@@ -65,16 +67,25 @@ class DeploymentHistory(History):
             ).first()
         return DeploymentRow(*row) if row else None
 
-    def known_good_production(self, before_created_ms: int, limit: int = 3) -> list[DeploymentRow]:
-        """Earlier production deployments that passed their comparison and were not rolled back."""
+    def known_good_production(self, before_ms: int, limit: int = 3) -> list[DeploymentRow]:
+        """Deployments that went live before `before_ms`, accepted and not rolled back, the one
+        live most recently first: Vercel's instant-rollback target. A production deployment went
+        live when it was created; a preview when this tool promoted it (a promoted preview keeps
+        `target` preview in the history, yet it served production and may be the one to return
+        to)."""
         rolled = sa.select(rollbacks.c.deployment_id)
+        live_ms = sa.case((deployments.c.target == "production", deployments.c.created_ms),
+                          else_=sa.cast(promotions.c.done_at * 1000, sa.BigInteger))
         q = (
             sa.select(*_dep_cols())
-            .where(deployments.c.target == "production")
+            .select_from(deployments.outerjoin(promotions, sa.and_(
+                promotions.c.deployment_id == deployments.c.id, promotions.c.status == "done")))
+            .where(sa.or_(deployments.c.target == "production",
+                          promotions.c.deployment_id.is_not(None)))
             .where(deployments.c.verdict.in_(ACCEPTED))
-            .where(deployments.c.created_ms < before_created_ms)
+            .where(live_ms < before_ms)
             .where(deployments.c.id.not_in(rolled))
-            .order_by(deployments.c.created_ms.desc())
+            .order_by(live_ms.desc(), deployments.c.created_ms.desc())
             .limit(limit)
         )
         with self.engine.connect() as conn:

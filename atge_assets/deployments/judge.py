@@ -44,11 +44,11 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field, fields
-from statistics import NormalDist
 from typing import Iterable, Sequence, TextIO
 
 import numpy as np
 
+from atge_assets.deployments import ranks, sequential
 from atge_assets.lib.jsonl import plain as _plain
 from atge_assets.lib.jsonl import run_jsonl
 
@@ -57,8 +57,13 @@ PASS = "pass"
 IMPROVED = "improved"
 INCONCLUSIVE = "inconclusive"
 VERDICTS = (REGRESSED, PASS, IMPROVED, INCONCLUSIVE)
+# A deployment's verdict (not one look's) when a metric is still inconclusive at its last planned
+# look: not promoted, not known-good, announced; a person decides. ACCEPTED: what a person made
+# of a held deployment they let through.
+HELD = "held"
+ACCEPTED_BY_PERSON = "accepted"
 
-ALPHA = 0.005
+ALPHA = sequential.ALPHA
 # The rank test asks "slower by more than this share of the threshold?", not "slower at all?": a
 # +5% change is no regression at a 10% threshold, yet with little noise it is significantly
 # slower than zero, leaving only the estimate between it and a rollback.
@@ -79,9 +84,11 @@ MAX_SAMPLES = 2000
 MODE_GAP = 1.5
 MODE_SHARE = 0.10
 MODE_MIN = 4
+# The two mode tests are extra chances of a false alarm beside the latency test, on data where
+# the latency test is already weakest: they spend a quarter of its alpha.
+MODE_ALPHA_SHARE = 0.25
 _MIN_SPREAD = 0.01
 
-_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -113,14 +120,29 @@ class Verdict:
     # alone, and Fisher's one-sided p for that share being bigger.
     mode_mix_change: float | None = None
     mode_mix_p_value: float | None = None
+    # The futility test, one-sided: slower by less than DETECT x threshold (+15% at 10%)?
+    p_value_harmless: float | None = None
+    look: int = 1  # this comparison is look `look` of `looks` planned ones (sequential.py)
+    looks: int = 1
+    futility_alpha: float | None = None  # what this look may spend on the futility test
 
     @property
     def rollback(self) -> bool:
         return self.verdict == REGRESSED
 
+    @property
+    def decision(self) -> str:
+        """rollback, keep, measure_more, or hold (undecided at the last planned look)."""
+        if self.verdict == REGRESSED:
+            return sequential.ROLLBACK
+        if self.verdict == INCONCLUSIVE:
+            return sequential.HOLD if self.look >= self.looks else sequential.MEASURE_MORE
+        return sequential.KEEP
+
     def as_dict(self) -> dict:
         d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
         d["rollback"] = self.rollback
+        d["decision"] = self.decision
         return d
 
 
@@ -156,14 +178,7 @@ def _logs(baseline: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _robust_cv(logs: np.ndarray) -> float | None:
     """MAD of the log latencies scaled to a standard deviation: ~ the coefficient of variation."""
-    return _robust_sd(logs) if len(logs) >= 2 else None
-
-
-def _median(a: np.ndarray) -> float:
-    # np.median costs ~40 us of checks per call, more than the whole rank test here.
-    a = np.sort(a)
-    half = len(a) // 2
-    return float(a[half] if len(a) % 2 else 0.5 * (a[half - 1] + a[half]))
+    return ranks.robust_sd(logs) if len(logs) >= 2 else None
 
 
 def _modes(lb: np.ndarray, lc: np.ndarray) -> float | None:
@@ -185,7 +200,7 @@ def _modes(lb: np.ndarray, lc: np.ndarray) -> float | None:
         return None
     i = lo + int(np.argmax(gaps[lo:hi + 1]))
     below, above = pooled[:i + 1], pooled[i + 1:]
-    spread = max(_robust_sd(below), _robust_sd(above), _MIN_SPREAD)
+    spread = max(ranks.robust_sd(below), ranks.robust_sd(above), _MIN_SPREAD)
     if gaps[i] < MODE_GAP * spread:
         return None
     return float(0.5 * (pooled[i] + pooled[i + 1]))
@@ -201,13 +216,13 @@ def _mode_slowdowns(tb: np.ndarray, tc: np.ndarray, cut: float, confidence: floa
     implies at the baseline's mix: a slower rare mode counts for as much time as it takes.
     """
     m = len(tb)
-    centres = [math.exp(_median(tb[tb < cut])), math.exp(_median(tb[tb >= cut]))]
+    centres = [math.exp(ranks.median(tb[tb < cut])), math.exp(ranks.median(tb[tb >= cut]))]
     shares = [(tb < cut).sum() / m, (tb >= cut).sum() / m]
     mean = sum(q * c for q, c in zip(shares, centres))
     worst = (False, False, None)
     for name, b, c, q, centre in (("fast", tb[tb < cut], tc[tc < cut], shares[0], centres[0]),
                                   ("slow", tb[tb >= cut], tc[tc >= cut], shares[1], centres[1])):
-        estimate, _, _, p, _ = _shift(b, c, confidence, None, margin)
+        estimate, _, _, p, _, _ = ranks.shift(b, c, confidence, None, margin)
         implied = q * centre * math.expm1(estimate) / mean
         line = (f"{name} mode alone: {_pct(math.expm1(estimate))} ({len(b)} vs {len(c)} samples), "
                 f"{_pct(implied)} of the mean latency; Mann-Whitney p={p:.3g}")
@@ -230,131 +245,21 @@ def _mode_mix(tb: np.ndarray, tc: np.ndarray, cut: float, threshold: float, alph
     m, n = len(tb), len(tc)
     b_slow, c_slow = int((tb >= cut).sum()), int((tc >= cut).sum())
     pooled = np.concatenate([tb, tc])
-    fast = math.exp(_median(pooled[pooled < cut]))
-    slow = math.exp(_median(pooled[pooled >= cut]))
+    fast = math.exp(ranks.median(pooled[pooled < cut]))
+    slow = math.exp(ranks.median(pooled[pooled >= cut]))
     qb, qc = b_slow / m, c_slow / n
     change = ((1 - qc) * fast + qc * slow) / ((1 - qb) * fast + qb * slow) - 1
     line = (f"slow mode: candidate {c_slow}/{n} ({qc:.0%}), baseline {b_slow}/{m} ({qb:.0%}); "
             f"mean latency at that mix {_pct(change)}")
     if qc <= qb:
         return False, False, change, None, f"{line}: no bigger share"
-    p = _fisher_worse(c_slow, n, b_slow, m)
+    p = ranks.fisher_worse(c_slow, n, b_slow, m)
     line += f"; Fisher exact p={p:.3g}"
     if change > threshold and p < alpha:
         return True, False, change, p, f"{line} < {alpha:g}: significantly more slow responses"
     if change > threshold and p < ERROR_SUGGESTIVE:
         return False, True, change, p, f"{line}: a bigger share, not yet significant"
     return False, False, change, p, f"{line}: not a significant change beyond the threshold"
-
-
-def _robust_sd(a: np.ndarray) -> float:
-    return 1.4826 * _median(np.abs(a - _median(a)))
-
-
-def _shift(lb: np.ndarray, lc: np.ndarray, confidence: float, cut: float | None = None,
-           margin: float = 0.0):
-    """Hodges-Lehmann shift of lc over lb with its distribution-free CI, and Mann-Whitney p-values.
-
-    All from the pairwise differences: U counts the positive ones, the estimate is their median
-    and the CI bounds are order statistics at the Mann-Whitney critical value. Normal approximation
-    with tie and continuity corrections; near the tails it overstates p, i.e. errs toward keeping
-    a deployment.
-
-    With a `cut` (two modes, see _modes), only pairs within the same mode count, and each mode's
-    pairs weigh 1/(its sample count + 1): van Elteren's stratified Mann-Whitney test, and the
-    weighted median of the within-mode differences as its shift estimate. A hit compared with a
-    miss says nothing about the deployment, only about the cache; with 30% misses such pairs are
-    42% of all pairs, and leaving them out is what gives the test its power back.
-    """
-    groups = [(lb, lc)] if cut is None else [(lb[lb < cut], lc[lc < cut]),
-                                             (lb[lb >= cut], lc[lc >= cut])]
-    diffs, weights = [], []
-    expected = var = 0.0
-    correction = 0.0
-    for b, c in groups:
-        m, n = len(b), len(c)
-        if not (m and n):
-            continue
-        w = 1.0 if cut is None else 1.0 / (m + n + 1)
-        diffs.append(np.subtract.outer(c, b).ravel())
-        weights.append(np.full(m * n, w))
-        expected += w * m * n / 2
-        var += w * w * _u_variance(b, c)
-        correction = max(correction, 0.5 * w)
-    d = np.concatenate(diffs)
-    if cut is None:  # equal weights, the common case: a plain sort, the weights' sums counted
-        d.sort()
-        cum = np.arange(1.0, len(d) + 1.0)
-    else:
-        order = np.argsort(d, kind="stable")
-        d = d[order]
-        cum = np.cumsum(np.concatenate(weights)[order])
-    total_w = float(cum[-1])
-    # The weighted median: the first difference whose cumulative weight reaches half the total
-    # (the mean of the two middle ones when it lands exactly on a boundary, as an unweighted
-    # median does).
-    k = int(np.searchsorted(cum, 0.5 * total_w - 1e-12 * total_w))
-    estimate = float(d[k])
-    if abs(cum[k] - 0.5 * total_w) <= 1e-9 * total_w and k + 1 < len(d):
-        estimate = 0.5 * (estimate + float(d[k + 1]))
-
-    if var <= 0:  # every sample on both sides identical
-        return estimate, estimate, estimate, 1.0, 1.0
-    sd = math.sqrt(var)
-
-    def u_above(x: float) -> float:
-        """U of the candidate shifted by -x: weight of differences above x, ties count half."""
-        below = int(np.searchsorted(d, x, side="left"))
-        upto = int(np.searchsorted(d, x, side="right"))
-        w_below = float(cum[below - 1]) if below else 0.0
-        w_upto = float(cum[upto - 1]) if upto else 0.0
-        return (total_w - w_upto) + 0.5 * (w_upto - w_below)
-
-    # Slower by more than `margin` (log scale), and faster by more than it.
-    p_slower = _upper_tail((u_above(margin) - expected - correction) / sd)
-    p_faster = _upper_tail((expected - u_above(-margin) - correction) / sd)
-
-    # CI bounds: the differences where the weight below (above) reaches the critical value.
-    z = _NORMAL.inv_cdf(0.5 + confidence / 2)
-    reach = max(expected - z * sd, 0.0)
-    lo = min(int(np.searchsorted(cum, reach, side="right")), k)
-    hi = max(int(np.searchsorted(cum, total_w - reach, side="left")), k)
-    return estimate, float(d[lo]), float(d[min(hi, len(d) - 1)]), p_slower, p_faster
-
-
-def _u_variance(b: np.ndarray, c: np.ndarray) -> float:
-    """Variance of Mann-Whitney's U under no change, corrected for ties."""
-    m, n = len(b), len(c)
-    total = m + n
-    pooled = np.sort(np.concatenate([b, c]))
-    ties = 0.0
-    if (pooled[1:] == pooled[:-1]).any():  # rare with float latencies, common with whole ms
-        _, counts = np.unique(pooled, return_counts=True)
-        ties = float(np.sum(counts.astype(float) ** 3 - counts))
-    return m * n / 12.0 * ((total + 1) - ties / (total * (total - 1)))
-
-
-def _upper_tail(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def _min_p(m: int, n: int) -> float:
-    """Smallest p-value the test can give with these sample sizes (complete separation, no ties)."""
-    mn = m * n
-    return _upper_tail((mn / 2 - 0.5) / math.sqrt(mn * (m + n + 1) / 12))
-
-
-def _fisher_worse(c_fail: int, c_total: int, b_fail: int, b_total: int) -> float:
-    """One-sided Fisher exact p: chance of the candidate getting >= c_fail of all the failures.
-
-    Exact integer hypergeometric tail; request counts are small enough that big ints are cheap.
-    """
-    fails, total = c_fail + b_fail, c_total + b_total
-    tail = sum(
-        math.comb(fails, x) * math.comb(total - fails, c_total - x)
-        for x in range(c_fail, min(fails, c_total) + 1)
-    )
-    return tail / math.comb(total, c_total)
 
 
 def _pct(x: float | None) -> str:
@@ -377,7 +282,7 @@ def _errors(b_fail, b_total, c_fail, c_total, error_alpha, error_margin):
               f"{b_fail}/{b_total} ({b_rate:.1%})")
     if not (b_total and c_total and c_rate > b_rate):
         return False, False, None, (f"errors: {counts}: no worse" if b_fail or c_fail else None)
-    p = _fisher_worse(c_fail, c_total, b_fail, b_total)
+    p = ranks.fisher_worse(c_fail, c_total, b_fail, b_total)
     rise = c_rate - b_rate
     line = (f"errors: {counts}; up {rise * 100:.3g} points (margin {error_margin * 100:g}); "
             f"Fisher exact p={p:.3g}")
@@ -392,22 +297,24 @@ def judge(
     baseline: Sequence[float | None],
     candidate: Sequence[float | None],
     threshold: float = 0.10,
-    alpha: float = ALPHA,
+    alpha: float = sequential.ALPHA,
     *,
     confidence: float = CONFIDENCE,
     error_alpha: float = ERROR_ALPHA,
     error_margin: float = ERROR_MARGIN,
     look: int = 1,
+    looks: int = 1,
+    beta: float = sequential.BETA,
 ) -> Verdict:
     """Compare candidate latencies with baseline latencies (ms, None for a failed request).
 
-    `look` is 1 for a deployment's first comparison, 2 after the first re-measure (called with all
-    samples so far), and so on. Each look halves alpha and error_alpha, so however often an
-    inconclusive deployment is measured again, the tests' false alarms summed over all the looks
-    stay under twice the first look's.
+    This is look `look` of `looks` planned ones (see sequential.py): 1 of 1 is a single
+    comparison. alpha, error_alpha and beta are budgets over all the looks, and this look spends
+    its share of each. The verdict's `decision` says what to do: rollback, keep, measure_more or,
+    at the last look with the question still open, hold for a person.
 
-    Raises ValueError for input that is not latencies (strings, booleans, negative numbers) or for
-    a threshold that is not a positive number.
+    Raises ValueError for input that is not latencies (strings, booleans, negative numbers), for
+    a threshold that is not a positive number, or for a look outside 1..looks.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not (
         math.isfinite(threshold) and threshold > 0
@@ -415,10 +322,12 @@ def judge(
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
     if not (0 < alpha < 1 and 0 < confidence < 1 and 0 < error_alpha < 1 and error_margin >= 0):
         raise ValueError("alpha, confidence and error_alpha must be in (0, 1), error_margin >= 0")
-    if isinstance(look, bool) or not isinstance(look, int) or look < 1:
-        raise ValueError(f"look must be 1, 2, ..., got {look!r}")
+    plan = sequential.Design(looks, alpha, beta)
     threshold = float(threshold)
-    alpha, error_alpha = alpha / 2 ** (look - 1), error_alpha / 2 ** (look - 1)
+    alpha_k = plan.alpha_at(look)
+    error_alpha = error_alpha * alpha_k / alpha
+    futility, final = plan.futility_at(look), plan.final(look)
+    alpha = alpha_k
     b, b_fail = _latencies(baseline, "baseline")
     c, c_fail = _latencies(candidate, "candidate")
     lb, lc = _logs(b, c)
@@ -435,16 +344,17 @@ def judge(
         candidate_error_rate=c_fail / c_total if c_total else 0.0,
         noise=_robust_cv(lb), candidate_noise=_robust_cv(lc),
         baseline_failures=b_fail, candidate_failures=c_fail, error_p_value=error_p,
+        look=look, looks=looks, futility_alpha=futility,
     )
 
     # With too few samples even a total separation is not significant: a regression could never
     # be shown, so a pass would be a guess. Ask for more samples instead.
-    if m == 0 or n == 0 or _min_p(m, n) >= alpha:
+    if m == 0 or n == 0 or ranks.min_p(m, n) >= alpha:
         verdict = REGRESSED if errors_regressed else INCONCLUSIVE
         reasons.insert(0, f"{verdict}: " + ("more failures than baseline" if errors_regressed
                                             else "too few successful samples to judge latency"))
         reasons.append(f"latency: only {m} baseline and {n} candidate successful samples, too few "
-                       f"for the Mann-Whitney test to reach p < {alpha:g}")
+                       f"for the Mann-Whitney test to reach p < {alpha:.2g}")
         return Verdict(verdict, None, None, None, None, "+".join(tests) or "none",
                        reasons=reasons, **result)
 
@@ -457,7 +367,9 @@ def judge(
         (tb < modes_at).sum(), (tb >= modes_at).sum(),
         (tc < modes_at).sum(), (tc >= modes_at).sum()) >= 2 else None
     margin = math.log1p(MARGIN * threshold)
-    shift, lo, hi, p_slower, p_faster = _shift(tb, tc, confidence, cut, margin)
+    detect = math.log1p(sequential.DETECT * threshold)
+    shift, lo, hi, p_slower, p_faster, p_harmless = ranks.shift(tb, tc, confidence, cut, margin,
+                                                                detect)
     change, ci_low, ci_high = math.expm1(shift), math.expm1(lo), math.expm1(hi)
     rank_test = "Mann-Whitney" if cut is None else "van Elteren (Mann-Whitney within modes)"
     by = f"by more than {_pct(MARGIN * threshold)}"
@@ -467,31 +379,33 @@ def judge(
     reasons.append(
         f"latency: {_pct(change)} (Hodges-Lehmann on log latencies; {confidence:.0%} CI "
         f"{_pct(ci_low)} to {_pct(ci_high)}); {modes}{rank_test} one-sided "
-        f"p(slower {by})={p_slower:.3g}, p(faster {by})={p_faster:.3g}; "
+        f"p(slower {by})={p_slower:.3g}, p(faster {by})={p_faster:.3g}, "
+        f"p(slower by less than {_pct(sequential.DETECT * threshold)})={p_harmless:.3g}; "
         f"{m} baseline vs {n} candidate samples"
         + (f" (thinned to {MAX_SAMPLES} a side)" if max(m, n) > MAX_SAMPLES else "")
         + f"; noise ±{result['noise']:.0%} baseline, ±{result['candidate_noise']:.0%} candidate"
+        + f"; look {look} of {looks}, alpha {alpha:.2g}, futility {futility:.2g}"
     )
     # Symmetric in log space, like asv's factor: slower means over 1.1x the time, improved means
     # under 1/1.1 of it.
     limit = math.log1p(threshold)
     slower = shift > limit and p_slower < alpha
     faster = shift < -limit and p_faster < alpha
-    # "Might be a regression": the estimate is past half the threshold and the CI reaches past the
-    # threshold. Measuring again settles it; passing it would let real regressions through whenever
-    # their estimate lands a little low (with 20 samples at 10% noise, 1 real +15% in 10).
-    maybe_slower = change > threshold / 2 and ci_high > threshold
+    # Futility: significantly less slow than the change the goals promise to catch. At the last
+    # look an estimate within half the threshold is kept too: holding a deployment whose best
+    # estimate is a harmless +3% for a person would only teach people to ignore holds.
+    harmless = p_harmless < futility or (final and change <= threshold / 2)
     mix_regressed = mix_unsure = False
     mix_change = mix_p = None
     if modes_at is not None:
         mix_regressed, mix_unsure, mix_change, mix_p, mix_reason = _mode_mix(
-            tb, tc, modes_at, threshold, alpha)
+            tb, tc, modes_at, threshold, alpha * MODE_ALPHA_SHARE)
         reasons.append(mix_reason)
         tests.append("fisher-exact-modes")
     mode_regressed = mode_unsure = False
     if cut is not None and not slower:
         mode_regressed, mode_unsure, mode_reason = _mode_slowdowns(
-            tb, tc, cut, confidence, margin, threshold, alpha)
+            tb, tc, cut, confidence, margin, threshold, alpha * MODE_ALPHA_SHARE)
         if mode_reason:
             reasons.append(mode_reason)
 
@@ -499,9 +413,9 @@ def judge(
         verdict, why = REGRESSED, " and ".join(
             (["more failures than baseline"] if errors_regressed else [])
             + ([f"{_pct(change)} slower, beyond the {threshold * 100:g}% threshold, "
-                f"p={p_slower:.2g} < {alpha:g}"] if slower else [])
+                f"p={p_slower:.2g} < {alpha:.2g}"] if slower else [])
             + ([f"more responses in the slow mode ({_pct(mix_change)} mean latency), "
-                f"p={mix_p:.2g} < {alpha:g}"] if mix_regressed else [])
+                f"p={mix_p:.2g} < {alpha * MODE_ALPHA_SHARE:.2g}"] if mix_regressed else [])
             + (["one mode slower on its own, beyond the threshold in mean latency"]
                if mode_regressed else []))
     elif errors_unsure:
@@ -510,21 +424,24 @@ def judge(
         verdict, why = INCONCLUSIVE, "more responses in the slow mode, not yet significant"
     elif mode_unsure:
         verdict, why = INCONCLUSIVE, "one mode might be slower on its own, not yet significant"
-    elif maybe_slower:
+    elif faster:
+        verdict, why = IMPROVED, f"{_pct(change)}, faster beyond the threshold, p={p_faster:.2g}"
+    elif harmless:
+        verdict, why = PASS, (
+            f"{_pct(change)} is within the {threshold * 100:g}% threshold" if change <= threshold
+            else f"{_pct(change)}, but p={p_slower:.2g} is not < {alpha:.2g}")
+        if p_harmless < futility:
+            why += (f"; slower by less than {_pct(sequential.DETECT * threshold)}, "
+                    f"p={p_harmless:.2g} < {futility:.2g}")
+    else:
         verdict, why = INCONCLUSIVE, (
             f"{_pct(change)} with CI up to {_pct(ci_high)} might be beyond the "
             f"{threshold * 100:g}% threshold"
-            + (f", but p={p_slower:.2g} is not < {alpha:g}" if shift > limit else ""))
-    elif faster:
-        verdict, why = IMPROVED, f"{_pct(change)}, faster beyond the threshold, p={p_faster:.2g}"
-    elif shift < -limit:
-        verdict, why = PASS, f"{_pct(change)} but not significant (p={p_faster:.2g})"
-    else:
-        verdict, why = PASS, f"{_pct(change)} is within the {threshold * 100:g}% threshold"
+            + (f", but p={p_slower:.2g} is not < {alpha:.2g}" if shift > limit else ""))
     reasons.insert(0, f"{verdict}: {why}")
     tests.insert(0, "mann-whitney" if cut is None else "van-elteren")
     return Verdict(verdict, change, ci_low, ci_high, p_slower, "+".join(tests), reasons=reasons,
-                   p_value_faster=p_faster,
+                   p_value_faster=p_faster, p_value_harmless=p_harmless,
                    mode_cut_ms=None if modes_at is None else math.exp(modes_at),
                    mode_mix_change=mix_change, mode_mix_p_value=mix_p, **result)
 
@@ -532,20 +449,38 @@ def judge(
 def run_batch(lines: Iterable[str | bytes], out: TextIO) -> int:
     """`atge judge --batch`: one JSON comparison per line in, one JSON verdict per line out.
 
-    In:  {"id": ..., "baseline": [ms or null, ...], "candidate": [...], "threshold": 0.10}
-    Out: {"id": ..., "verdict": ..., "change": ..., "rollback": ..., <other Verdict fields>,
-    "error": null}, or for a line that cannot be judged (not JSON, not UTF-8, over the line cap)
-    {"id": ..., "line": N, "error": "...", "verdict": null, "rollback": false}. Blank lines are
-    skipped; returns the number of error lines.
+    In:  {"id": ..., "baseline": [ms or null, ...], "candidate": [...], "threshold": 0.10,
+          "look": 2, "budget": 160}
+    `look` and `budget` (samples a side at most) are optional: with them a script re-measures
+    exactly as the graph does (rounds as big as the first, `look` counting them); without them the
+    line is one comparison judged as its own last look.
+    Out: {"id": ..., "verdict": ..., "decision": rollback|keep|measure_more|hold, "change": ...,
+    "rollback": ..., <other Verdict fields>, "error": null}, or for a line that cannot be judged
+    (not JSON, not UTF-8, over the line cap) {"id": ..., "line": N, "error": "...",
+    "verdict": null, "decision": null, "rollback": false}. Blank lines are skipped; returns the
+    number of error lines.
     """
+    def whole(row: dict, key: str, low: int) -> int | None:
+        x = row.get(key)
+        if x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < low):
+            raise ValueError(f"{key} must be a whole number >= {low}, got {x!r}")
+        return x
+
     def handle(row: dict) -> dict:
         missing = [k for k in ("baseline", "candidate") if not isinstance(row.get(k), list)]
         if missing:
             raise ValueError(f"{' and '.join(missing)} must be a list of latencies in ms")
         threshold = row.get("threshold")
+        look, budget = whole(row, "look", 1) or 1, whole(row, "budget", 1)
+        looks = look
+        if budget is not None:
+            first = math.ceil(max(len(row["baseline"]), len(row["candidate"]), 1) / look)
+            if budget < first * (look - 1) + 1:
+                raise ValueError(f"look {look} is past the budget of {budget} samples a side")
+            looks = sequential.design(min(first, budget), budget).looks
         v = judge(row["baseline"], row["candidate"],
-                  0.10 if threshold is None else threshold).as_dict()
-        return {"verdict": v.pop("verdict"), "change": v.pop("change"),
-                "rollback": v.pop("rollback"), **v, "error": None}
+                  0.10 if threshold is None else threshold, look=look, looks=looks).as_dict()
+        return {"verdict": v.pop("verdict"), "decision": v.pop("decision"),
+                "change": v.pop("change"), "rollback": v.pop("rollback"), **v, "error": None}
 
-    return run_jsonl(lines, out, handle, {"verdict": None, "rollback": False})
+    return run_jsonl(lines, out, handle, {"verdict": None, "decision": None, "rollback": False})

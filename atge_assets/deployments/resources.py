@@ -14,14 +14,15 @@ class BenchmarkResource(dg.ConfigurableResource):
 
     `suite_json` replaces the default suite (the plan's four metrics) with a JSON list of
     `{"name", "path", "method", "body", "phase", "timeout_s", "baseline_ms", "threshold"}`.
-    An `inconclusive` metric is measured again, `samples` more at a time, up to `max_samples`.
+    A metric is looked at after every `samples` a side, up to the `max_samples` budget (the
+    sequential design in sequential.py); what is undecided at the budget is held for a person.
     `allowed_hosts` adds host patterns to those the provider vouches for; nothing else is called.
     """
 
-    samples: int = 10
+    samples: int = 20
     warmup: int = 2
-    # An inconclusive verdict is re-measured in rounds of `samples` until this many per metric.
-    max_samples: int = 40
+    # The budget: undecided metrics are re-measured in rounds of `samples` until this many.
+    max_samples: int = 240
     baseline_scale: float = 1.0
     baseline_deployments: int = 3
     allowed_hosts: list[str] = []

@@ -24,9 +24,9 @@ from atge_assets.lib.settings import (
 
 @dataclass(frozen=True)
 class DeploymentSettings:
-    samples: int = 10
+    samples: int = 20
     warmup: int = 2
-    max_samples: int = 40
+    max_samples: int = 240
     baseline_deployments: int = 3
     suite_json: str | None = None
     auto_promote: bool = True
@@ -36,9 +36,9 @@ class DeploymentSettings:
     @classmethod
     def from_env(cls, env: Env, shared: SharedSettings) -> "DeploymentSettings":
         s = cls(
-            samples=number(env, "ATGE_SAMPLES", 10, int, 3, 1000),
+            samples=number(env, "ATGE_SAMPLES", 20, int, 3, 1000),
             warmup=number(env, "ATGE_WARMUP", 2, int, 0, 100),
-            max_samples=number(env, "ATGE_MAX_SAMPLES", 40, int, 3, 10_000),
+            max_samples=number(env, "ATGE_MAX_SAMPLES", 240, int, 3, 10_000),
             baseline_deployments=number(env, "ATGE_BASELINE_DEPLOYMENTS", 3, int, 1, 100),
             suite_json=text(env, "ATGE_SUITE_JSON"),
             auto_promote=boolean(env, "ATGE_AUTO_PROMOTE", True),

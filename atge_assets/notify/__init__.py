@@ -23,6 +23,7 @@ from atge_assets.notify.delivery import (
     dispatch,
 )
 from atge_assets.notify.events import (
+    HELD,
     KINDS,
     PERF_ALERT,
     PROMOTION,
@@ -32,6 +33,7 @@ from atge_assets.notify.events import (
     SEVERITIES,
     Event,
     amount,
+    held_event,
     perf_alert_events,
     promotion_event,
     recovery_event,
@@ -43,8 +45,8 @@ from atge_assets.notify.sent_log import MemorySentLog, SentLog, SqlSentLog
 __all__ = [
     "PAGERDUTY_EVENTS_URL", "SIGNATURE_HEADER", "PagerDutyNotifier", "SlackNotifier",
     "WebhookNotifier", "build_notifiers", "sign", "verify_signature", "DUPLICATE", "FAILED",
-    "SENT", "SKIPPED", "DeliveryResult", "NotificationError", "Notifier", "dispatch", "KINDS",
-    "PERF_ALERT", "PROMOTION", "RECOVERY", "ROLLBACK", "RUN_FAILED", "SEVERITIES", "Event",
-    "amount", "perf_alert_events", "promotion_event", "recovery_event", "rollback_event",
-    "run_failed_event", "MemorySentLog", "SentLog", "SqlSentLog",
+    "SENT", "SKIPPED", "DeliveryResult", "NotificationError", "Notifier", "dispatch", "HELD",
+    "KINDS", "PERF_ALERT", "PROMOTION", "RECOVERY", "ROLLBACK", "RUN_FAILED", "SEVERITIES",
+    "Event", "amount", "held_event", "perf_alert_events", "promotion_event", "recovery_event",
+    "rollback_event", "run_failed_event", "MemorySentLog", "SentLog", "SqlSentLog",
 ]

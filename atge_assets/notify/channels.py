@@ -11,6 +11,7 @@ from typing import Iterable, Mapping
 from atge_assets.lib.redaction import url_secrets
 from atge_assets.notify.delivery import Notifier, _check_url
 from atge_assets.notify.events import (
+    HELD,
     PERF_ALERT,
     PROMOTION,
     RECOVERY,
@@ -25,7 +26,7 @@ from atge_assets.notify.sent_log import MemorySentLog, SentLog
 # -- Slack -------------------------------------------------------------------------------------
 
 _EMOJI = {ROLLBACK: ":rewind:", PROMOTION: ":rocket:", RUN_FAILED: ":x:",
-          PERF_ALERT: ":warning:", RECOVERY: ":white_check_mark:"}
+          PERF_ALERT: ":warning:", RECOVERY: ":white_check_mark:", HELD: ":hand:"}
 _MAX_FIELDS = 10  # Slack's limit per section
 
 
@@ -119,7 +120,7 @@ class PagerDutyNotifier(Notifier):
 
     def __init__(self, routing_key: str, *, events_url: str = PAGERDUTY_EVENTS_URL,
                  source: str = "atge-assets",
-                 trigger_on: Iterable[str] = (ROLLBACK, PERF_ALERT), **kw):
+                 trigger_on: Iterable[str] = (ROLLBACK, PERF_ALERT, HELD), **kw):
         if not routing_key or not routing_key.strip():
             raise ValueError("a PagerDuty routing key is required (ATGE_PAGERDUTY_ROUTING_KEY)")
         self._routing_key = routing_key.strip()

@@ -17,12 +17,14 @@ PROMOTION = "promotion"
 RUN_FAILED = "run_failed"
 PERF_ALERT = "perf_alert"
 RECOVERY = "recovery"
-KINDS = (ROLLBACK, PROMOTION, RUN_FAILED, PERF_ALERT, RECOVERY)
+# A deployment the judge could not decide within its sample budget: a person decides.
+HELD = "held"
+KINDS = (ROLLBACK, PROMOTION, RUN_FAILED, PERF_ALERT, RECOVERY, HELD)
 
 # PagerDuty's four severities; Slack and the webhook show the same word.
 SEVERITIES = ("critical", "error", "warning", "info")
 _DEFAULT_SEVERITY = {ROLLBACK: "critical", RUN_FAILED: "error", PERF_ALERT: "warning",
-                     PROMOTION: "info", RECOVERY: "info"}
+                     PROMOTION: "info", RECOVERY: "info", HELD: "warning"}
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,14 @@ def promotion_event(deployment_id: str, reason: str = "", *, metrics: Sequence[M
     return Event(PROMOTION, deployment_id, f"Promoted {deployment_id} to production", metrics,
                  decision="promoted to production", reason=reason, run_url=run_url,
                  run_id=run_id, deployment_url=deployment_url)
+
+
+def held_event(deployment_id: str, reason: str = "", *, metrics: Sequence[Mapping] = (),
+               run_url: str | None = None, run_id: str | None = None,
+               deployment_url: str | None = None) -> Event:
+    return Event(HELD, deployment_id, f"{deployment_id} held: a person decides", metrics,
+                 decision="held: not promoted, not known-good, until a person decides",
+                 reason=reason, run_url=run_url, run_id=run_id, deployment_url=deployment_url)
 
 
 def run_failed_event(run_id: str, job_name: str, error: str = "", *, deployment_id: str = "",

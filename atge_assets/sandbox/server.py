@@ -2,8 +2,10 @@
 
 - ATGE:   /d/{deployment}/api/health, POST /d/{deployment}/api/einstein/analyze,
           GET /d/{deployment}/api/einstein/trade-history  (with a Server-Timing header)
-- Vercel: GET /v6/deployments, GET /v13/deployments/{id}, GET /v9/projects/{id},
-          POST /v1/projects/{id}/rollback/{dep}, POST /v10/projects/{id}/promote/{dep}
+- Vercel: GET /v6/deployments (and /v7, which Vercel's SDK calls), GET /v13/deployments/{id},
+          GET /v9/projects/{id}, POST /v1/projects/{id}/rollback/{dep},
+          POST /v10/projects/{id}/promote/{dep}; answers shaped as Vercel's OpenAPI description
+          says (see vercel_payloads.py)
 - Control (for `atge sandbox ...`): POST /_sandbox/deployments, GET /_sandbox/status,
           POST /_sandbox/faults
 The Vercel routes want `Authorization: Bearer <token>`, as the real API does, so tests exercise
@@ -25,6 +27,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from atge_assets.lib.protection import BYPASS_HEADER
+from atge_assets.sandbox import vercel_payloads
 from atge_assets.sandbox.state import HANG_S, REFUSING_PORT, SandboxState
 
 log = logging.getLogger(__name__)
@@ -195,18 +198,19 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(fault["status"], error if body is None else body,
                                   fault.get("headers"))
         pid = st.world.project_id
-        if method == "GET" and path == "/v6/deployments":
+        if method == "GET" and path in ("/v6/deployments", "/v7/deployments"):
             return self._send(200, self._list(query))
         m = re.fullmatch(r"/v13/deployments/([A-Za-z0-9_]+)", path)
         if method == "GET" and m:
             dep = st.get(m[1])
             if dep is None:
                 return self._send(404, {"error": {"code": "not_found", "message": "no deployment"}})
-            return self._send(200, self._dep_json(dep, v13=True))
+            return self._send(200, vercel_payloads.deployment(dep, self._app_url(dep), pid,
+                                                              dep.state()))
         if method == "GET" and path == f"/v9/projects/{pid}":
-            prod = st.world.production
-            return self._send(200, {"id": pid, "name": "atge",
-                                    "targets": {"production": {"id": prod} if prod else None}})
+            prod = st.get(st.world.production) if st.world.production else None
+            return self._send(200, vercel_payloads.project(
+                pid, prod, self._app_url(prod) if prod else "", prod.state() if prod else ""))
         m = re.fullmatch(r"/v1/projects/([^/]+)/rollback/([A-Za-z0-9_]+)", path)
         if method == "POST" and m and m[1] == pid:
             return self._act(st.rollback, m[2])
@@ -223,17 +227,6 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             return self._send(409, {"error": {"code": "conflict", "message": str(exc)}})
         return self._send(201, {})
-
-    def _dep_json(self, dep, v13: bool = False) -> dict:
-        d = {
-            "uid": dep.id, "name": "atge", "url": self._app_url(dep),
-            "created": dep.created_ms, "createdAt": dep.created_ms, "state": dep.state(),
-            "readyState": dep.state(), "target": dep.target if dep.target == "production" else None,
-            "meta": {"slowdown": str(dep.slowdown)},
-        }
-        if v13:
-            d["id"] = d.pop("uid")
-        return d
 
     def _app_url(self, dep) -> str:
         if dep.mode == "refuse":
@@ -256,7 +249,9 @@ class Handler(BaseHTTPRequestHandler):
         ]
         page, more = rows[:limit], len(rows) > limit
         return {
-            "deployments": [self._dep_json(d) for d in page],
+            "deployments": [vercel_payloads.deployment_item(
+                d, self._app_url(d), st.world.project_id, st.world.production, d.state())
+                for d in page],
             "pagination": {"count": len(page), "next": page[-1].created_ms if more else None,
                            "prev": page[0].created_ms if page else None},
         }

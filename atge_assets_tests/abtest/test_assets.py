@@ -63,7 +63,8 @@ def test_a_strong_lift_is_promoted_once_and_announced_once(sandbox, instance, hi
     assert {"signals", "avg_analysis_s", "avg_confidence", "avg_profit_loss"} \
         <= set(rows["gpt51-high"])
     test = md["tests"].records[0].data
-    assert test["sequential"].startswith("better at look") and test["guardrails"] == "passed"
+    assert test["sequential"].startswith("better after") and test["guardrails"] == "passed"
+    assert test["chance_to_win_pct"] > 99 and test["p_always_valid"] < 0.025
     assert " to " in test["ci_95_pts"]
     promo = metadata(r, "ab_test_promotion")
     assert promo["decision"] == "promoted"
@@ -143,19 +144,23 @@ def test_bad_csv_rows_are_reported_and_kept_out(tmp_path, instance, history_url,
     res = resources(history_url, results_csv=str(path))
     r = run(instance, res, DEFAULT_EXPERIMENT, selection=GRAPH[:2])
     md = metadata(r, "ab_test_results")
-    assert md["rows_inserted"] == 300 and md["bad_row_count"] == 4
+    # The percentage in a file of fractions is blanked and noted: confidence decides nothing.
+    assert md["rows_inserted"] == 301 and md["bad_row_count"] == 3
+    assert md["rows_with_notes"] == 1 and md["confidence_scale"] == "0-1"
     reasons = {row.data["line"]: row.data["reason"] for row in md["bad_rows"].records}
-    assert sorted(reasons) == [302, 303, 304, 305]
-    assert "outside 0-1" in reasons[302] and "unknown variant_id 'gpt4'" in reasons[303]
+    assert sorted(reasons) == [303, 304, 305]
+    assert "unknown variant_id 'gpt4'" in reasons[303]
     assert "milliseconds" in reasons[304] and "expected 8 fields" in reasons[305]
     checks = {c.check_name: c.passed for c in r.get_asset_check_evaluations()}
     assert checks == {"results_valid": False, "sample_ratio": True}
-    assert metadata(r, "ab_test_analysis")["resolved_signals"] == sum(
+    assert metadata(r, "ab_test_analysis")["resolved_signals"] == 1 + sum(
         row["outcome"] in ("win", "loss") for row in good)
+    assert [r["confidence"] for r in store.ab_results(DEFAULT_EXPERIMENT)
+            if r["signal_id"] == "x1"] == [None]
     again = metadata(run(instance, res, DEFAULT_EXPERIMENT, selection=GRAPH[:1]),
                      "ab_test_results")
-    assert again["rows_inserted"] == 0 and again["rows_already_stored"] == 300
-    assert len(store.ab_results(DEFAULT_EXPERIMENT)) == 300
+    assert again["rows_inserted"] == 0 and again["rows_already_stored"] == 301
+    assert len(store.ab_results(DEFAULT_EXPERIMENT)) == 301
 
 
 def test_the_sensor_adds_experiments_and_skips_promoted_ones(sandbox, instance, history_url,

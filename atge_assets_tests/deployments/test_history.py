@@ -32,6 +32,21 @@ def test_known_good_excludes_rolled_back_and_regressed(any_store):
     assert [d.id for d in s.known_good_production(1003)] == ["dpl_0"]
 
 
+def test_a_promoted_preview_is_a_rollback_target_from_when_it_went_live(any_store):
+    s = any_store
+    s.upsert_deployment(dep(1))
+    s.upsert_deployment(dep(2, target="preview"))
+    for d in ("dpl_1", "dpl_2"):
+        s.set_verdict(d, "pass")
+    assert [d.id for d in s.known_good_production(10**15)] == ["dpl_1"]  # never live
+    s.claim_promotion("dpl_2", "run")
+    assert [d.id for d in s.known_good_production(10**15)] == ["dpl_1"]  # not done yet
+    s.finish_promotion("dpl_2")
+    # Live most recently first, by when it went live (its promotion), not when it was built.
+    assert [d.id for d in s.known_good_production(10**15)] == ["dpl_2", "dpl_1"]
+    assert [d.id for d in s.known_good_production(10_000)] == ["dpl_1"]  # promoted after that
+
+
 def test_latest_measurement_wins_and_rounds_extend_it(any_store):
     s = any_store
     s.upsert_deployment(dep(1))

@@ -6,6 +6,11 @@
 - roll   POST /v1/projects/{projectId}/rollback/{deploymentId}
 - promo  POST /v10/projects/{projectId}/promote/{deploymentId}
 
+Answers are read as Vercel's OpenAPI description shapes them (list items: `uid`, `created`,
+`readyState`/`state`; get: `id`, `createdAt`, `readyState`; `target` null for a preview; `url` a
+bare host) and refused with a one-line MalformedPayload naming the field otherwise; a list entry
+so refused is reported in the page's `malformed`, not dropped.
+
 Timeouts on every call; 429 waits until `x-ratelimit-reset` (epoch seconds) and 5xx backs off,
 both capped. A request is cut at a total deadline however slowly the server trickles its answer
 (headers or body), and a caller with a time budget (`deadline`) is never slept or kept past it.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -45,33 +51,98 @@ MAX_PAGES = 50  # a runaway `next` chain must not keep a sensor tick busy foreve
 MAX_RESPONSE_BYTES = 8 << 20
 
 
-def parse_deployment(raw: Any) -> Deployment:
-    """Turn one Vercel deployment object (v6 list item or v13 get) into a Deployment."""
+# The union of the states Vercel's list and get answers name; anything else is not a state.
+STATES = ("QUEUED", "BUILDING", "ERROR", "INITIALIZING", "READY", "CANCELED", "DELETED")
+# A bare host as Vercel gives it (`atge-3ij3cxz9qr.vercel.app`), with a port for self-hosted APIs.
+_HOST = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(:[0-9]{1,5})?")
+
+
+def parse_list_item(raw: Any, project_id: str | None = None) -> Deployment:
+    """One entry of GET /v6/deployments: `uid`, `created`, a state in `readyState` or `state`."""
+    return _parse(raw, "uid", "created", ("readyState", "state"), project_id)
+
+
+def parse_deployment(raw: Any, project_id: str | None = None) -> Deployment:
+    """The answer of GET /v13/deployments/{id}: `id`, `createdAt`, `readyState`."""
+    return _parse(raw, "id", "createdAt", ("readyState",), project_id)
+
+
+def _parse(raw: Any, id_key: str, created_key: str, state_keys: tuple[str, ...],
+           project_id: str | None) -> Deployment:
+    """Reads the fields the API's description requires of a deployment; every refusal is one
+    line naming the field, since it ends up in a sensor's log and the rejected-inputs table."""
     if not isinstance(raw, dict):
         raise MalformedPayload(f"deployment is a {type(raw).__name__}, not an object")
-    dep_id = raw.get("uid") or raw.get("id")
+    dep_id = raw.get(id_key)
     if not isinstance(dep_id, str) or not dep_id:
-        raise MalformedPayload("deployment has no string 'uid'/'id'")
-    url = raw.get("url")
-    if not isinstance(url, str) or not url:
-        raise MalformedPayload(f"deployment {dep_id}: no string 'url'")
-    state = raw.get("readyState") or raw.get("state")
-    if not isinstance(state, str):
-        raise MalformedPayload(f"deployment {dep_id}: no string 'readyState'/'state'")
-    created = raw.get("createdAt", raw.get("created"))
+        raise MalformedPayload(f"deployment has no string {id_key!r} (got {_short(dep_id)})")
+    if not is_deployment_id(dep_id):
+        # It would become a partition key, a run key and a URL segment: refused before anything.
+        raise MalformedPayload(f"deployment {_short(dep_id)}: {id_key!r} is not a deployment id "
+                               "(letters, digits, '_' and '-', at most 128)")
+    where = f"deployment {dep_id}"
+    owner = raw.get("projectId")
+    if project_id and owner is not None and owner != project_id:
+        # A deployment of another project must never be benchmarked, promoted or rolled back.
+        raise MalformedPayload(f"{where}: 'projectId' is {_short(owner)}, not {project_id!r}")
+    url = _base_url(where, raw.get("url"))
+    state = _state(where, raw, state_keys)
+    created = raw.get(created_key)
     if isinstance(created, bool) or not isinstance(created, (int, float)):
-        raise MalformedPayload(f"deployment {dep_id}: 'created' is not a number")
+        raise MalformedPayload(f"{where}: {created_key!r} is {_short(created)}, not a number")
     if isinstance(created, float) and not math.isfinite(created):
         # JSON from Python or JavaScript servers can carry NaN/Infinity; neither is a time.
-        raise MalformedPayload(f"deployment {dep_id}: 'created' is {created}, not a time")
+        raise MalformedPayload(f"{where}: {created_key!r} is {created}, not a time")
     target = raw.get("target")
-    if target is not None and not isinstance(target, str):
-        raise MalformedPayload(f"deployment {dep_id}: 'target' is not a string")
-    meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
-    # Vercel gives a bare hostname; the sandbox gives a full URL so it can serve plain HTTP.
-    base = url if "://" in url else f"https://{url}"
-    return Deployment(dep_id, base.rstrip("/"), state.upper(), target or "preview", int(created),
-                      {str(k): str(v) for k, v in meta.items()})
+    if target not in (None, "production", "staging"):
+        raise MalformedPayload(f"{where}: 'target' is {_short(target)}, not 'production', "
+                               "'staging' or null")
+    meta = raw.get("meta", {})
+    if not isinstance(meta, dict):
+        raise MalformedPayload(f"{where}: 'meta' is a {type(meta).__name__}, not an object")
+    # Null is a preview; a staging alias is not production either, and everything downstream
+    # (the webhook intake too) knows only production and preview.
+    return Deployment(dep_id, url, state, "production" if target == "production" else "preview",
+                      int(created), {str(k): str(v) for k, v in meta.items()})
+
+
+def _state(where: str, raw: dict, keys: tuple[str, ...]) -> str:
+    given = {k: raw[k] for k in keys if raw.get(k) is not None}
+    if not given:
+        raise MalformedPayload(f"{where}: no {' or '.join(map(repr, keys))}")
+    for key, value in given.items():
+        if value not in STATES:
+            raise MalformedPayload(f"{where}: {key!r} is {_short(value)}, not one of "
+                                   f"{', '.join(STATES)}")
+    if len(set(given.values())) > 1:
+        raise MalformedPayload(f"{where}: " + " and ".join(f"{k!r} {v}" for k, v in given.items())
+                               + " disagree")
+    return next(iter(given.values()))
+
+
+def _base_url(where: str, url: Any) -> str:
+    """Vercel gives a bare host (served over HTTPS); the sandbox and a self-hosted API give an
+    http(s) URL, since they serve plain HTTP on one port. Anything else is not a deployment URL."""
+    if not isinstance(url, str) or not url:
+        raise MalformedPayload(f"{where}: 'url' is {_short(url)}, not a host")
+    if "://" not in url:
+        if not _HOST.fullmatch(url):
+            raise MalformedPayload(f"{where}: 'url' {url!r:.80} is not a host name")
+        return f"https://{url}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is no number
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+            or parts.query or parts.fragment or any(c.isspace() for c in url)):
+        raise MalformedPayload(f"{where}: 'url' {url!r:.80} is not a host or an http(s) URL")
+    return url.rstrip("/")
+
+
+def _short(value: Any) -> str:
+    return f"{value!r:.80}" if isinstance(value, (str, int, float, bool, type(None))) \
+        else f"a {type(value).__name__}"
 
 
 class VercelClient:
@@ -275,17 +346,15 @@ class VercelClient:
                 "projectId": self.project_id, "target": target, "state": state,
                 "since": since_ms, "until": until, "limit": self.page_limit,
             })
-            if not isinstance(body, dict) or not isinstance(body.get("deployments"), list):
-                raise MalformedPayload("GET /v6/deployments: no 'deployments' list")
-            for raw in body["deployments"]:
+            entries, nxt = _page(body)
+            for raw in entries:
                 try:
-                    deployments.append(parse_deployment(raw))
+                    deployments.append(parse_list_item(raw, self.project_id))
                 except MalformedPayload as exc:
                     malformed.append(self.redact(str(exc)))
-            nxt = (body.get("pagination") or {}).get("next")
-            if not isinstance(nxt, (int, float)) or isinstance(nxt, bool) or nxt == until:
+            if nxt is None or nxt == until:
                 break
-            until = int(nxt)
+            until = nxt
         else:
             log.warning("stopped following pagination after %d pages", MAX_PAGES)
         return DeploymentPage(deployments, malformed)
@@ -293,15 +362,20 @@ class VercelClient:
     def get_deployment(self, deployment_id: str) -> Deployment:
         body = self._request("GET", f"/v13/deployments/{_dep_seg(deployment_id)}")
         try:
-            return parse_deployment(body)
+            dep = parse_deployment(body, self.project_id)
         except MalformedPayload as exc:
-            raise MalformedPayload(self.redact(str(exc))) from None
+            raise MalformedPayload(self.redact(f"GET /v13/deployments: {exc}")) from None
+        if dep.id != deployment_id:
+            raise MalformedPayload(f"GET /v13/deployments/{deployment_id} answered deployment "
+                                   f"{self.redact(_short(dep.id))}")
+        return dep
 
     def production_deployment_id(self) -> str | None:
-        body = self._request("GET", f"/v9/projects/{_seg(self.project_id)}")
-        prod = ((body or {}).get("targets") or {}).get("production") or {}
-        dep_id = prod.get("id") if isinstance(prod, dict) else None
-        return dep_id if isinstance(dep_id, str) and dep_id else None
+        path = f"/v9/projects/{_seg(self.project_id)}"
+        try:
+            return _production_id(self._request("GET", path))
+        except MalformedPayload as exc:
+            raise MalformedPayload(self.redact(f"GET {path}: {exc}")) from None
 
     def rollback(self, deployment_id: str) -> None:
         """Make `deployment_id` production again; at most one effective call, retries included."""
@@ -331,6 +405,42 @@ class VercelClient:
 
 class _Cut(Exception):
     """A request reached its total deadline."""
+
+
+def _page(body: Any) -> tuple[list, int | None]:
+    """The entries of one list page and its `pagination.next` (the `until` of the next page,
+    null on the last)."""
+    if not isinstance(body, dict) or not isinstance(body.get("deployments"), list):
+        raise MalformedPayload("GET /v6/deployments: no 'deployments' list")
+    pagination = body.get("pagination")
+    if not isinstance(pagination, dict):
+        raise MalformedPayload("GET /v6/deployments: no 'pagination' object")
+    nxt = pagination.get("next")
+    if nxt is not None and (isinstance(nxt, bool) or not isinstance(nxt, (int, float))
+                            or not math.isfinite(nxt)):
+        raise MalformedPayload(f"GET /v6/deployments: 'pagination.next' is {_short(nxt)}, "
+                               "not a timestamp or null")
+    return body["deployments"], None if nxt is None else int(nxt)
+
+
+def _production_id(body: Any) -> str | None:
+    """`targets.production.id` of a project: the live deployment, None before the first one."""
+    if not isinstance(body, dict):
+        raise MalformedPayload(f"the project is {_short(body)}, not an object")
+    targets = body.get("targets", {})
+    if targets is None:
+        return None
+    if not isinstance(targets, dict):
+        raise MalformedPayload(f"'targets' is {_short(targets)}, not an object")
+    live = targets.get("production")
+    if live is None:
+        return None
+    if not isinstance(live, dict):
+        raise MalformedPayload(f"'targets.production' is {_short(live)}, not an object")
+    dep_id = live.get("id")
+    if not is_deployment_id(dep_id):
+        raise MalformedPayload(f"'targets.production.id' is {_short(dep_id)}, not a deployment id")
+    return dep_id
 
 
 def _seg(value: str) -> str:

@@ -7,7 +7,7 @@ from atge_assets.lib.providers.base import (
     MalformedPayload,
     ProviderError,
 )
-from atge_assets.lib.providers.vercel import VercelClient, parse_deployment
+from atge_assets.lib.providers.vercel import VercelClient, parse_list_item
 from atge_assets_tests.conftest import TOKEN, fault
 
 
@@ -151,9 +151,9 @@ def test_malformed_page_is_an_error(sandbox, body):
 @pytest.mark.parametrize("raw", [None, [], {"uid": ""}, {"uid": "a", "url": "u", "state": 3,
                                                           "created": 1},
                                   {"uid": "a", "url": "u", "state": "READY", "created": True}])
-def test_parse_deployment_rejects(raw):
+def test_parse_list_item_rejects(raw):
     with pytest.raises(MalformedPayload):
-        parse_deployment(raw)
+        parse_list_item(raw)
 
 
 def test_ids_with_path_characters_are_refused(sandbox):
@@ -165,8 +165,8 @@ def test_ids_with_path_characters_are_refused(sandbox):
 @pytest.mark.parametrize("created", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_created_is_malformed_not_a_crash(sandbox, created):
     sandbox.state.api_faults.append(fault(200, body={"deployments": [
-        {"uid": "dpl_odd", "url": "x.vercel.app", "createdAt": created, "state": "READY"},
-        {"uid": "dpl_ok", "url": "x.vercel.app", "createdAt": 1, "state": "READY"},
+        {"uid": "dpl_odd", "url": "x.vercel.app", "created": created, "state": "READY"},
+        {"uid": "dpl_ok", "url": "x.vercel.app", "created": 1, "state": "READY"},
     ], "pagination": {"next": None}}))
     with client_for(sandbox) as c:
         page = c.list_deployments()

@@ -275,6 +275,16 @@ def test_series_persistently_past_the_threshold_is_breached_now():
     assert f.status == BREACHED and f.breached_now and f.alert and not f.breach_expected
     assert f.minutes_to_threshold == 0.0 and f.level > 150
     assert f.reasons[0].startswith("breached:")
+    # A breach has its forecast and interval like any answer: what acting on it may achieve.
+    assert f.interval_low <= f.forecast <= f.interval_high and f.interval_low > 100
+    assert f.method in ("hinge", "holt", "curve")
+    # Too few points for a trend: the interval is the recent median's.
+    g = forecast(t[-4:], y[-4:], 150.0, HORIZON_S)
+    assert g.status == BREACHED and g.method is None
+    assert g.interval_low <= g.level <= g.interval_high and g.interval_low > 150
+    # Within the bounds, as every answer.
+    h = forecast(t, [min(v - 60, 100.0) for v in y], 95.0, HORIZON_S, bounds=(0, 100))
+    assert h.status == BREACHED and h.interval_high <= 100
 
 
 # --- validation and the batch protocol ------------------------------------------------------------

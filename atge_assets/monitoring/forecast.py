@@ -32,6 +32,9 @@ Two models look at the recent window (an hour by default):
   good forecasts (with the better one simply chosen, Holt won most straight ramps and the
   benchmark's time to threshold erred ~1 point more), and a holdout cannot judge a hinge whose
   onset falls in or just before it.
+- ``curve``, for accelerating growth: flat, then a parabola from an onset (fits.py). It replaces
+  the hinge only when it fits the window better and also forecast the held-out last quarter
+  clearly better (CURVE_MARGIN, CURVE_GAIN): fitted to noise, its extrapolation runs away first.
 
 This is Prometheus's `predict_linear` (a line through the window, extrapolated) made robust and
 aware of where the trend began, plus Datadog's forecast monitors' alerting on the forecast's band
@@ -43,7 +46,8 @@ autocorrelation of the hinge's residuals) is past zero, and (2) the hinge's fore
 threshold within two horizons and its interval within the horizon. The trend must be
 certain; the crossing within the horizon need only be plausible. The series is *breached* now,
 reported apart, when the median of the last five minutes (at least three points) is already past
-the threshold. A spike satisfies neither: it moves no median, and a flat series has no
+the threshold (or the last point is, where bursts past it lasted in the context); it still
+carries the fit's forecast and interval. A spike satisfies neither: it moves no median, and a flat series has no
 significant trend. benchmarks/forecast_accuracy.py measures catches, false alarms and the error
 of the time to threshold, against the plan's naive "% per minute" extrapolation.
 """

@@ -55,7 +55,8 @@ def _table(rows: list[dict], columns: list[str]) -> dg.TableMetadataValue:
     kinds={"python", "prometheus"},
     description="Once a minute: CPU, memory, response time p95, error rate, active users and queue "
     "depth of the watched target, from Prometheus's query_range (missed minutes are asked for "
-    "again) or the target's own JSON metrics endpoint, stored in the history database.",
+    "again; a first intake reads the 6 h the forecasts judge swings by) or the target's own JSON "
+    "metrics endpoint, stored in the history database.",
 )
 def system_metrics(context: dg.AssetExecutionContext, config: MonitorConfig,
                    monitoring: MonitoringResource, history: HistoryResource
@@ -64,13 +65,17 @@ def system_metrics(context: dg.AssetExecutionContext, config: MonitorConfig,
     try:
         with monitoring.source_client() as source:
             since = store.last_metric_timestamps(monitoring.target, source.kind)
-            got = source.collect(metrics, now, since, monitoring.step_s, monitoring.window_s)
+            # The window is read again each minute: what it holds now is what gets forecast,
+            # even where the source changed it after it was first read.
+            got = source.collect(metrics, now, since, monitoring.step_s, monitoring.history_s(),
+                                 revisit_s=monitoring.window_s)
             where = f"{source.kind} {source.url}"
     except (MetricsSourceError, HostNotAllowed, ValueError) as exc:
         raise dg.Failure(description=f"metrics source: {exc}") from None
-    added = store.record_metric_samples([
-        dict(target=monitoring.target, metric=p.metric, value=p.value, timestamp=p.timestamp,
-             source=source.kind) for p in got.points])
+    rows = [dict(target=monitoring.target, metric=p.metric, value=p.value, timestamp=p.timestamp,
+                 source=source.kind) for p in got.points]
+    replaced = store.replace_metric_values(rows)
+    added = store.record_metric_samples(rows)
     pruned = store.prune_metric_samples(now - monitoring.retention_days * 86400)
     for metric, err in got.errors.items():
         context.log.warning(f"{metric}: {err}")
@@ -86,9 +91,11 @@ def system_metrics(context: dg.AssetExecutionContext, config: MonitorConfig,
                        "unit": monitoring.unit(m), "threshold": thresholds[m],
                        "at": _iso(last.timestamp) if last else None, "new_samples": len(mine),
                        "note": got.errors.get(m) or ("no samples" if m in got.empty else "")})
-    context.log.info(f"{added} new samples from {where} ({len(got.errors)} metric(s) failed)")
+    context.log.info(f"{added} new samples from {where}, {replaced} changed since read "
+                     f"({len(got.errors)} metric(s) failed)")
     return dg.MaterializeResult(metadata={
         "source": where, "target": monitoring.target, "samples_added": added,
+        "samples_replaced": replaced,
         "samples_pruned": pruned, "latest": _table(latest, list(latest[0]) if latest else []),
         "errors": dg.MetadataValue.md("\n".join(f"- **{m}**: {e}" for m, e in got.errors.items())
                                       or "none"),
@@ -122,10 +129,12 @@ def last_actions(store, target: str, now: float, window_s: float) -> dict[str, f
         "no_breach_forecast", asset="metric_forecasts",
         description="Warns while a metric is forecast to cross its threshold within the horizon "
         "(trend significant) or is already past it.")],
-    description="Per metric: a robust forecast of its level (a flat-then-ramp hinge, or Holt "
-    "when it forecast the recent past far better) over the last hour, or since the last action "
-    "on it, the slope, the time to threshold with its interval and whether a breach is expected "
-    "within the horizon; a chart per metric. self_healing_sensor acts on these.",
+    description="Per metric: a robust forecast of its level (a flat-then-ramp hinge, Holt or an "
+    "accelerating curve, whichever forecast the recent past better) over the last hour, or since "
+    "the last action on it, within the metric's bounds; a trend counts only if steeper than the "
+    "metric's own swings over the last 6 h. The slope, the time to threshold with its interval "
+    "and whether a breach is expected within the horizon; a chart per metric. "
+    "self_healing_sensor acts on these.",
 )
 def metric_forecasts(context: dg.AssetExecutionContext, config: MonitorConfig,
                      monitoring: MonitoringResource, history: HistoryResource
@@ -135,10 +144,11 @@ def metric_forecasts(context: dg.AssetExecutionContext, config: MonitorConfig,
     acted = last_actions(store, target, now, monitoring.window_s)
     out, rows, charts = {}, [], []
     for m in monitoring.metric_names():
-        since = max(now - monitoring.window_s, acted.get(m, float("-inf")))
+        since = max(now - monitoring.history_s(), acted.get(m, float("-inf")))
         ts, vs = store.metric_series(target, m, since, now)
         f = forecast(ts, vs, thresholds[m], monitoring.horizon_s, direction=monitoring.direction(m),
-                     now=now, window_s=monitoring.window_s)
+                     now=now, window_s=monitoring.window_s, context_s=monitoring.context_s,
+                     bounds=monitoring.bounds(m))
         out[m] = f.as_dict()
         if m in acted:
             out[m]["reasons"].append(f"samples from {_iso(acted[m])} on, after the last action")
@@ -152,7 +162,11 @@ def metric_forecasts(context: dg.AssetExecutionContext, config: MonitorConfig,
                      "threshold": f.threshold, "unit": monitoring.unit(m), "n_points": f.n_points,
                      "since_action": _iso(acted.get(m))})
         if monitoring.charts:
-            png = forecast_chart_png(m, monitoring.unit(m), ts, vs, f, now)
+            # The window fitted, not the whole context: the ramp must be visible at a glance.
+            start = now - monitoring.window_s
+            shown = [(t, v) for t, v in zip(ts, vs) if t > start]
+            png = forecast_chart_png(m, monitoring.unit(m), [t for t, _ in shown],
+                                     [v for _, v in shown], f, now)
             charts.append(png_markdown(png, m))
     alerting = [m for m, f in out.items() if f["alert"]]
     alert_md = "\n".join(f"- **{m}**: {out[m]['reasons'][0]}" for m in alerting) or \

@@ -41,6 +41,28 @@ class MonitoringHistory(History):
                 conn.execute(insert(t).on_conflict_do_nothing(), new)
         return len(new)
 
+    def replace_metric_values(self, rows: Sequence[dict]) -> int:
+        """Samples already stored take the value given where it differs: the source's history
+        changed after it was read (a scrape that came late, a backfill, the sandbox's
+        fast-forward). Returns how many changed; samples not stored are left alone."""
+        if not rows:
+            return 0
+        t = system_metrics
+        lo, hi = min(r["timestamp"] for r in rows), max(r["timestamp"] for r in rows)
+        with self.engine.begin() as conn:
+            have = {tuple(r[:4]): (r[4], r[5]) for r in conn.execute(
+                sa.select(t.c.target, t.c.metric, t.c.source, t.c.timestamp, t.c.id, t.c.value)
+                .where(t.c.timestamp >= lo).where(t.c.timestamp <= hi)
+                .where(t.c.metric.in_({r["metric"] for r in rows}))).all()}
+            changed = {}
+            for r in rows:
+                old = have.get((r["target"], r["metric"], r["source"], float(r["timestamp"])))
+                if old is not None and old[1] != float(r["value"]):
+                    changed[old[0]] = float(r["value"])
+            for row_id, value in changed.items():
+                conn.execute(t.update().where(t.c.id == row_id).values(value=value))
+        return len(changed)
+
     def last_metric_timestamps(self, target: str, source: str) -> dict[str, float]:
         t = system_metrics
         q = (sa.select(t.c.metric, sa.func.max(t.c.timestamp)).where(t.c.target == target)

@@ -227,9 +227,11 @@ class PrometheusSource(_HttpSource):
             raise type(exc)(f"{self.kind} at {self.host}: {exc}") from None
 
     def collect(self, metrics: Iterable[str], now: float, since: Mapping[str, float | None],
-                step: float, backfill_s: float) -> Collected:
-        """Per metric, the samples after the last one stored (at most `backfill_s` back), on
-        timestamps that are multiples of `step`, so two intakes never store one sample twice."""
+                step: float, backfill_s: float, revisit_s: float = 0.0) -> Collected:
+        """Per metric, the samples after the last one stored (at most `backfill_s` back), and
+        again those of the last `revisit_s`, on timestamps that are multiples of `step`, so two
+        intakes never store one sample twice. Revisited, a sample the source has changed since
+        (a scrape that came late, a backfill) is read as it is now."""
         out = Collected()
         for m in metrics:
             query = self.queries.get(m)
@@ -237,7 +239,8 @@ class PrometheusSource(_HttpSource):
                 out.errors[m] = f"no query configured for {m!r}"
                 continue
             last = since.get(m)
-            after = now - backfill_s if last is None else max(now - backfill_s, last)
+            after = now - backfill_s if last is None else max(now - backfill_s,
+                                                              min(last, now - revisit_s))
             start = (math.floor(after / step) + 1) * step  # the first step strictly after
             end = math.floor(now / step) * step
             if start > end:
@@ -264,7 +267,7 @@ class JsonEndpointSource(_HttpSource):
 
     def collect(self, metrics: Iterable[str], now: float,
                 since: Mapping[str, float | None] | None = None, step: float = 60.0,
-                backfill_s: float = 0.0) -> Collected:
+                backfill_s: float = 0.0, revisit_s: float = 0.0) -> Collected:
         payload = self._get(self.url, None, "metrics endpoint")
         try:
             return parse_json_metrics(payload, list(metrics), now)

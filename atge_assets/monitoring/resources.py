@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from atge_assets.monitoring import actions as act
-from atge_assets.monitoring.forecast import ABOVE, BELOW
+from atge_assets.monitoring.forecast import ABOVE, BELOW, CONTEXT_S
 from atge_assets.monitoring.metrics_source import (
     DEFAULT_THRESHOLDS,
     JSON,
@@ -30,7 +30,8 @@ class MonitoringResource(dg.ConfigurableResource):
     Forecasts: per metric a threshold (`thresholds` over the defaults: CPU 80%, memory 85%,
     response time p95 2000 ms, error rate 5%, active users 5000, queue depth 100) and a direction
     (`above` unless `directions` says `below`), over the last `window_s`, for the next
-    `horizon_s` (30 min).
+    `horizon_s` (30 min), judged against the metric's own swings over `context_s` (6 h) and
+    within its bounds (a percentage 0-100, the other known metrics non-negative).
 
     Self-healing: a metric must alert on `consecutive` forecasts in a row before anything is done
     (as Prometheus's `for:`); then each of its `actions` (cpu: scale, memory: restart, response
@@ -49,6 +50,9 @@ class MonitoringResource(dg.ConfigurableResource):
     timeout_s: float = 10.0
     step_s: float = 60.0
     window_s: float = 3600.0
+    # How steeply each metric swings while nothing breaches (recurring humps, a wandering plateau)
+    # is read from this much history before now; a trend must be steeper to count.
+    context_s: float = CONTEXT_S
     horizon_s: float = 1800.0
     thresholds: dict[str, float] = {}
     directions: dict[str, str] = {}
@@ -82,6 +86,20 @@ class MonitoringResource(dg.ConfigurableResource):
 
     def unit(self, metric: str) -> str:
         return UNITS.get(metric, "")
+
+    def bounds(self, metric: str) -> tuple[float | None, float | None] | None:
+        """What the metric cannot leave: a percentage 0-100, a count, a duration or users 0 and
+        up. A metric of one's own (a custom threshold) is left to the forecaster, which takes it
+        as non-negative when no value seen was negative."""
+        unit = UNITS.get(metric)
+        if unit is None:
+            return None
+        return (0.0, 100.0) if unit == "%" else (0.0, None)
+
+    def history_s(self) -> float:
+        """The history a forecast reads, and so the intake's first backfill: the window it fits
+        and the context it judges swings by."""
+        return max(self.window_s, self.context_s)
 
     def actions_for(self, metric: str) -> list[str]:
         chosen = {**act.DEFAULT_ACTIONS, **self.actions}.get(metric, [act.ALERT])

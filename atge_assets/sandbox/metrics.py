@@ -9,7 +9,9 @@ queries and restarts.
 
 Fast-forward: `ago_s` (or an absolute `start`) starts a scenario in the past (a ramp begun 40
 minutes ago is 40 minutes up now, its history there to be queried); `speed` runs its clock N
-times faster.
+times faster. The past changes with it: the monitoring intake reads its forecast window again
+every minute, so the healthy minutes it stored before are replaced by the ramp, which the
+forecaster then sees as a ramp, not as a step up to where the ramp is now.
 
 Actions act from the moment they are taken: `scale` multiplies the replicas, which divide the
 growth of cpu, response time and queue depth; `restart` starts memory and error rate over from

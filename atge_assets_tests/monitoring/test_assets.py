@@ -7,10 +7,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from atge_assets.monitoring import actions as act
-from atge_assets.monitoring.assets import monitoring_job
+from atge_assets.monitoring.assets import metric_forecasts, monitoring_job
 from atge_assets.monitoring.definitions import monitoring_resource
 from atge_assets.monitoring.schedules import build_monitoring_schedule
 from atge_assets.monitoring.sensors import NO_PROVIDER, build_self_healing_sensor
@@ -27,6 +28,7 @@ from atge_assets_tests.monitoring.helpers import (
     skip_message,
     tick,
 )
+from atge_assets_tests.monitoring.test_forecast import NOW, humps
 
 CPU_RAMP = dict(metric="cpu", kind="ramp", base=50, slope_per_min=0.5, start=T - 2400)
 
@@ -41,7 +43,8 @@ def test_ramp_is_caught_and_acted_on_before_it_crosses(sandbox, instance, histor
 
     first = evaluate(instance, res, T - 60)
     intake = metadata(first, "system_metrics")
-    assert intake["samples_added"] == 6 * 60  # an hour backfilled from query_range
+    # Six hours backfilled from query_range: the forecasts judge each metric's swings by them.
+    assert intake["samples_added"] == 6 * 360
     cpu = metadata(first, "metric_forecasts")["forecasts"]["metrics"]["cpu"]
     assert cpu["breach_expected"] and not cpu["breached_now"]
     s1 = tick(instance, res)
@@ -240,7 +243,7 @@ def test_intake_from_the_targets_json_endpoint(sandbox, instance, history_url, s
 
 def test_the_same_minute_is_stored_once(sandbox, instance, history_url):
     res = resources(sandbox, history_url)
-    for now, added in ((T, 360), (T, 0), (T + 60, 6)):
+    for now, added in ((T, 2160), (T, 0), (T + 60, 6)):
         assert metadata(evaluate(instance, res, now, forecasts=False),
                         "system_metrics")["samples_added"] == added
 
@@ -260,7 +263,7 @@ def test_bad_sources_fail_the_intake_with_a_clear_error(sandbox, instance, histo
     # One bad query costs its metric only.
     res = resources(sandbox, history_url, queries={"cpu": "sum(rate(x[5m]))"})
     md = metadata(evaluate(instance, res, T, forecasts=False), "system_metrics")
-    assert md["samples_added"] == 300 and "**cpu**: prometheus at" in md["errors"]
+    assert md["samples_added"] == 5 * 360 and "**cpu**: prometheus at" in md["errors"]
 
 
 def test_schedule_runs_one_intake_at_a_time(instance):
@@ -301,3 +304,72 @@ def test_sensor_starts_running_and_settings_come_from_the_env():
         Settings.from_env({"ATGE_HEALING_ACTIONS_JSON": '{"cpu": ["reboot"]}'})
     with pytest.raises(SettingsError, match="ATGE_FORECAST_HORIZON_MIN"):
         Settings.from_env({"ATGE_FORECAST_HORIZON_MIN": "soon"})
+
+
+def forecasts_only(instance, res, now: float) -> dict:
+    """metric_forecasts alone, over samples a test stored itself (no intake over them)."""
+    result = dg.materialize([metric_forecasts], instance=instance, resources={
+        k: res[k] for k in ("monitoring", "history")},
+        run_config={"ops": {"metric_forecasts": {"config": {"now": now}}}})
+    return metadata(result, "metric_forecasts")["forecasts"]["metrics"]
+
+
+def test_forecasts_read_six_hours_of_swings_and_the_metrics_bounds(
+        sandbox, instance, history_url, store):
+    """The forecaster's context and bounds reach it from the asset: a CPU that swings 30 -> 66
+    every 20 minutes, rising now, is no ramp once its 6 h show the swings (an hour alone reads
+    it as one), and a memory percentage near 100 has its interval stop at 100."""
+    t, y = humps(22)
+    t = t - NOW + T
+    memory = 99.0 + 0.05 * np.arange(len(t))[-73:] / 12 + np.sin(np.arange(73)) * 0.3
+    store.record_metric_samples(
+        [dict(target="humps", metric="cpu", value=float(v), timestamp=float(s), source="test")
+         for s, v in zip(t, y)]
+        + [dict(target="humps", metric="memory", value=float(min(v, 100.0)),
+                timestamp=float(s), source="test") for s, v in zip(t, memory)])
+    common = dict(target="humps", thresholds={"cpu": 70.0, "memory": 99.5})
+    out = forecasts_only(instance, resources(sandbox, history_url, **common), T)
+    cpu, mem = out["cpu"], out["memory"]
+    assert not cpu["alert"] and "no steeper than the series' own swings" in cpu["reasons"][0]
+    assert mem["status"] == "breached" and mem["interval_high"] <= 100.0
+    assert mem["interval_low"] <= mem["forecast"] <= mem["interval_high"]
+    hour_only = forecasts_only(instance, resources(sandbox, history_url, context_s=0, **common), T)
+    assert hour_only["cpu"]["breach_expected"]  # the same hour without its history: a "ramp"
+
+
+@pytest.mark.parametrize("options, ahead_s", [
+    ({}, 180),  # the defaults: 45% rising 35/45 % a minute: 76% now, 80% five minutes later
+    ({"base": 50, "slope_per_min": 0.5}, 1080),  # the README's: 70% now, 80% in 20 minutes
+])
+def test_the_readme_demo_scales_before_the_ramp_crosses(sandbox, instance, history_url, store,
+                                                        options, ahead_s):
+    """`atge sandbox metrics --scenario cpu=ramp --ago-minutes 40` on a running `atge up`: the
+    intake has stored hours of a healthy CPU when the scenario rewrites the last 40 minutes into
+    a ramp. Each intake reads the window again, so the forecast sees the ramp, not a step up it
+    would call a level shift, and the scale comes before the crossing."""
+    res = resources(sandbox, history_url)
+    cursor = None
+    for now in (T - 120, T - 60):  # the app is healthy: nothing to do
+        evaluate(instance, res, now)
+        cursor = tick(instance, res, cursor).cursor
+    # What --ago-minutes 40 sends, on the test's clock.
+    sc = scenario(sandbox, metric="cpu", kind="ramp", start=T - 2400, **options)
+    crossing = sc["start"] + (80 - sc["base"]) / sc["slope_per_min"] * 60
+    acted = None
+    for now in (T + 60, T + 120, T + 180, T + 240):
+        intake = metadata(evaluate(instance, res, now), "system_metrics")
+        if now == T + 60:
+            # The stored window now ramps from 40 minutes ago, as the sandbox's history does.
+            assert intake["samples_replaced"] >= 35
+            _, vs = store.metric_series("production", "cpu", T - 2400, T - 2100)
+            _, late = store.metric_series("production", "cpu", T - 300, T)
+            assert max(vs) < 60 < min(late)
+        cursor = tick(instance, res, cursor).cursor
+        if sandbox_actions(sandbox):
+            acted = now
+            break
+    [done] = sandbox_actions(sandbox)
+    assert (done["action"], done["metric"]) == ("scale", "cpu")
+    # On its second forecast, before the level crosses (a noisy sample may poke over first: one
+    # sample is no breach).
+    assert acted == T + 120 and crossing - acted == pytest.approx(ahead_s)

@@ -275,6 +275,16 @@ def test_series_persistently_past_the_threshold_is_breached_now():
     assert f.status == BREACHED and f.breached_now and f.alert and not f.breach_expected
     assert f.minutes_to_threshold == 0.0 and f.level > 150
     assert f.reasons[0].startswith("breached:")
+    # A breach has its forecast and interval like any answer: what acting on it may achieve.
+    assert f.interval_low <= f.forecast <= f.interval_high and f.interval_low > 100
+    assert f.method in ("hinge", "holt", "curve")
+    # Too few points for a trend: the interval is the recent median's.
+    g = forecast(t[-4:], y[-4:], 150.0, HORIZON_S)
+    assert g.status == BREACHED and g.method is None
+    assert g.interval_low <= g.level <= g.interval_high and g.interval_low > 150
+    # Within the bounds, as every answer.
+    h = forecast(t, [min(v - 60, 100.0) for v in y], 95.0, HORIZON_S, bounds=(0, 100))
+    assert h.status == BREACHED and h.interval_high <= 100
 
 
 # --- validation and the batch protocol ------------------------------------------------------------
@@ -411,3 +421,112 @@ def test_holt_takes_over_only_where_the_hinge_cannot_follow_the_bend():
     v_shape = 100 + 2 * np.abs(m + 30) + rng.normal(0, 1.0, 60)
     f = forecast(t.tolist(), v_shape.tolist(), 190.0, HORIZON_S)
     assert f.method == "holt" and f.minutes_to_threshold == pytest.approx(15.0, rel=0.25)
+
+
+# --- real servers (issue 17): scale, bounds, curves, humps, bursts -------------------------------
+
+def quadratic_ramp(seed: int, scale: float = 1.0, noise: float = 1.0):
+    """Flat at 100 for 20 minutes, then accelerating: 100 + 0.05 (minutes since onset)^2, an hour
+    in all; 190 is reached 42.4 minutes after the onset, 2.4 minutes past NOW... so the threshold
+    used is 220: 49.0 minutes after the onset, 9.0 after NOW."""
+    rng = np.random.default_rng(seed)
+    t = NOW - 60.0 * np.arange(60, -1, -1)
+    since = np.clip((t - NOW) / 60 + 40, 0, None)
+    return t, scale * (100 + 0.05 * since ** 2 + rng.normal(0, noise, len(t)))
+
+
+def test_accelerating_growth_is_timed_by_the_curve_not_a_line():
+    errors = []
+    for seed in range(10):
+        t, y = quadratic_ramp(seed)
+        f = forecast(t.tolist(), y.tolist(), 220.0, HORIZON_S)
+        assert f.breach_expected, (seed, f.reasons)
+        errors.append(abs(f.minutes_to_threshold - 8.99) / 8.99)
+        # A straight ramp through the same points puts the crossing much later.
+        hinge = f.candidates["hinge"]
+        assert (220 - hinge["level"]) / hinge["slope_per_minute"] > 1.2 * f.minutes_to_threshold
+    assert np.median(errors) < 0.15
+
+
+@pytest.mark.parametrize("scale", [0.01, 1e10])
+def test_any_scale_gives_the_same_answer_without_warnings(scale):
+    t, y = quadratic_ramp(3)
+    reference = forecast(t.tolist(), y.tolist(), 220.0, HORIZON_S)
+    with np.errstate(all="raise", under="ignore"):
+        f = forecast(t.tolist(), (y * scale).tolist(), 220.0 * scale, HORIZON_S)
+    assert f.status == reference.status and f.method == reference.method
+    assert f.minutes_to_threshold == pytest.approx(reference.minutes_to_threshold, rel=1e-6)
+    assert f.interval_low == pytest.approx(reference.interval_low * scale, rel=1e-6)
+    assert all(np.isfinite([f.level, f.forecast, f.interval_low, f.interval_high]))
+
+
+def test_counter_in_the_billions_with_idle_stretches_has_finite_intervals():
+    # Disk write bytes: mostly 0, now and then a burst of hundreds of millions.
+    rng = np.random.default_rng(4)
+    t = NOW - 300.0 * np.arange(72, -1, -1)
+    y = np.where(rng.random(len(t)) < 0.15, rng.uniform(1e8, 6e8, len(t)), 0.0)
+    y[-1] = 0.0
+    with np.errstate(all="raise", under="ignore"):
+        f = forecast(t.tolist(), y.tolist(), 5e8, HORIZON_S, window_s=3 * 3600)
+    assert f.status in (OK, EXPECTED)
+    assert all(np.isfinite([f.level, f.forecast, f.interval_low, f.interval_high]))
+    assert f.interval_low >= 0  # bytes cannot be negative
+
+
+def test_bounds_keep_the_level_and_interval_inside():
+    # CPU at 0.1% falling a little: a line would go below zero within the horizon.
+    t, y = series(level=0.1, slope=-0.004, noise=0.02, seed=5)
+    f = forecast(t, y, 80.0, HORIZON_S)
+    assert f.interval_low >= 0 and f.forecast >= 0
+    g = forecast(t, y, 80.0, HORIZON_S, bounds=(None, None))
+    assert g.interval_low < 0  # without bounds the line's interval goes negative: the test bites
+    # A percentage climbing toward 100: the interval stops at the bound.
+    t, y = series(level=97.0, slope=0.2, noise=0.3, seed=6)
+    f = forecast(t, y, 99.5, HORIZON_S, bounds=(0, 100))
+    assert f.breach_expected and f.interval_high <= 100 and f.forecast <= 100
+    with pytest.raises(ValueError, match="bounds"):
+        forecast(t, y, 99.5, HORIZON_S, bounds=(100, 0))
+
+
+def humps(seed: int, hours: float = 6.0):
+    """CPU swinging 30 -> 66 -> 30 every 20 minutes (a batch job), 5-minute samples."""
+    rng = np.random.default_rng(seed)
+    t = NOW - 300.0 * np.arange(int(hours * 12), -1, -1)
+    phase = 2 * np.pi * (t - NOW) / 1200 + rng.uniform(0, 2 * np.pi)
+    return t, 48 + 18 * np.sin(phase) + rng.normal(0, 2, len(t))
+
+
+def test_recurring_humps_are_not_a_trend_once_the_history_shows_them():
+    with_history = without = 0
+    for seed in range(40):
+        t, y = humps(seed)
+        with_history += forecast(t.tolist(), y.tolist(), 70.0, HORIZON_S).breach_expected
+        without += forecast(t.tolist(), y.tolist(), 70.0, HORIZON_S, context_s=0).breach_expected
+    assert with_history == 0
+    assert without > 0  # an hour alone reads a rising half as a ramp now and then
+
+
+def test_a_ramp_after_hours_of_humps_still_counts():
+    t, y = humps(1)
+    y = y + 2.5 * np.clip((t - NOW) / 60 + 25, 0, None)  # rising 2.5 a minute for 25 minutes
+    f = forecast(t.tolist(), y.tolist(), 160.0, HORIZON_S)
+    assert f.breach_expected, f.reasons
+
+
+def bursts(seed: int, lasting: bool):
+    """Idle at 0.1% CPU with bursts to ~95% every hour or so: lasting three samples each, or
+    lone spikes. The last sample has just jumped to 92."""
+    rng = np.random.default_rng(seed)
+    t = NOW - 300.0 * np.arange(72, -1, -1)
+    y = 0.1 + rng.normal(0, 0.01, len(t))
+    for start in range(5, 65, 13):
+        y[start:start + (3 if lasting else 1)] = rng.uniform(88, 99, 3 if lasting else 1)
+    y[-1] = 92.0
+    return t.tolist(), y.tolist()
+
+
+def test_the_first_sample_of_a_burst_is_a_breach_where_bursts_last():
+    f = forecast(*bursts(0, lasting=True), 80.0, HORIZON_S)
+    assert f.breached_now and f.status == BREACHED and "bursts that last" in f.reasons[0]
+    g = forecast(*bursts(0, lasting=False), 80.0, HORIZON_S)
+    assert not g.alert, g.reasons

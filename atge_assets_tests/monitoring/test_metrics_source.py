@@ -51,6 +51,9 @@ def test_collect_backfills_then_asks_only_for_what_is_new(sandbox):
         assert len([p for p in later.points if p.metric == "memory"]) == 60
         # Nothing new yet: no query at all.
         assert src.collect(["cpu"], T + 130, {"cpu": T + 120}, 60, 3600).points == []
+        # Revisiting the last 10 minutes: those are read again, however recent the last sample.
+        again = src.collect(["cpu"], T + 130, {"cpu": T + 120}, 60, 3600, revisit_s=600)
+        assert [p.timestamp for p in again.points] == [T + 60 * k for k in range(-7, 3)]
 
 
 def test_one_series_per_query_or_a_clear_error(sandbox):

@@ -1,6 +1,7 @@
 """The sandbox's simulated metrics: scenarios over time, actions that change them, persistence,
 and the Prometheus query_range subset with Prometheus's own error answers."""
 
+import math
 import statistics
 
 import httpx
@@ -191,3 +192,18 @@ def test_reset_forgets_scenarios_and_actions(sandbox):
     snap = httpx.get(sandbox.base_url + "/_sandbox/metrics").json()
     assert snap["scenarios"] == {} and snap["replicas"] == 1
     assert httpx.get(sandbox.base_url + "/_sandbox/metrics/actions").json()["actions"] == []
+
+
+def test_a_scenario_begun_minutes_ago_ramps_from_then(sandbox):
+    """What `atge sandbox metrics --scenario cpu=ramp --ago-minutes 40` sends: the history from
+    40 minutes before it was set is a ramp from the base, not the base with a step at the end."""
+    r = post(sandbox, "/_sandbox/metrics/scenario",
+             {"metric": "cpu", "kind": "ramp", "noise": 0, "ago_s": 2400})
+    sc = r.json()
+    assert sc["start"] == pytest.approx(sc["set_at"] - 2400)
+    start = math.floor(sc["start"] / 60) * 60 + 60
+    v = values(cpu(sandbox, start - 600, start + 2340, 60))
+    assert v[:10] == [45.0] * 10  # healthy before it began
+    ramp = v[10:]
+    assert all(b > a for a, b in zip(ramp, ramp[1:]))  # then rising every minute ...
+    assert ramp[-1] == pytest.approx(45 + 35 / 45 * (start + 2340 - sc["start"]) / 60, abs=1e-3)

@@ -90,7 +90,8 @@ class Topology:
     Used by the fault-scenario script and its test to kill and restart pieces one at a time.
     """
 
-    def __init__(self, home: Path, database_url: str, *, extra_env: dict | None = None):
+    def __init__(self, home: Path, database_url: str, *, extra_env: dict | None = None,
+                 front: bool = False, front_listen: str = "127.0.0.1"):
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         (home / "dagster").mkdir(exist_ok=True)
@@ -114,6 +115,18 @@ class Topology:
             f"      port: {self.grpc_port}\n      location_name: atge_assets\n")
         self.bindir = Path(sys.executable).parent
         self.procs: dict[str, subprocess.Popen] = {}
+        # The authenticating front (harness/front.py), off by default: the drills talk to the
+        # loopback webserver directly. Its password comes from ATGE_FRONT_PASSWORD or is made
+        # here; it stays in memory, never on a command line.
+        self.front, self.front_listen = None, front_listen
+        self.front_port = free_port() if front else None
+        if front:
+            self.front_url = f"http://127.0.0.1:{self.front_port}"
+            self.front_user = "atge"
+            self.front_password = (os.environ.get("ATGE_FRONT_PASSWORD")
+                                   or secrets.token_urlsafe(24))
+        # No child (runs included, which may print their environment) needs the front's password.
+        self.env.pop("ATGE_FRONT_PASSWORD", None)
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
         log = open(self.home / f"{name}.log", "a")
@@ -140,11 +153,23 @@ class Topology:
                                          "-w", str(self.workspace), "-h", "127.0.0.1",
                                          "-p", str(self.ui_port)])
 
+    def start_front(self):
+        from atge_assets.harness import front
+
+        self.front = front.start(self.home / "front", port=self.front_port,
+                                 upstream_port=self.ui_port, password=self.front_password,
+                                 user=self.front_user, listen=self.front_listen,
+                                 env=self.env)
+        self.procs["front"] = self.front.proc
+        return self.front.proc
+
     def start_all(self) -> None:
         self.start_sandbox()
         self.start_code_server()
         self.start_daemon()
         self.start_webserver()
+        if self.front_port:
+            self.start_front()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         p = self.procs[name]
@@ -153,7 +178,7 @@ class Topology:
             p.wait(60)
 
     def stop_all(self) -> None:
-        for name in ("webserver", "daemon", "code-server", "sandbox"):
+        for name in ("front", "webserver", "daemon", "code-server", "sandbox"):
             if name in self.procs and self.procs[name].poll() is None:
                 self.kill(name, signal.SIGTERM)
 

@@ -56,12 +56,21 @@ def _table(rows: list[dict], columns: list[str]) -> dg.TableMetadataValue:
     description="Once a minute: CPU, memory, response time p95, error rate, active users and queue "
     "depth of the watched target, from Prometheus's query_range (missed minutes are asked for "
     "again; a first intake reads the 6 h the forecasts judge swings by) or the target's own JSON "
-    "metrics endpoint, stored in the history database.",
+    "metrics endpoint, stored in the history database. Reported by system_metrics_sensor "
+    "without a run (materializing it from the UI does the same intake in a run).",
 )
 def system_metrics(context: dg.AssetExecutionContext, config: MonitorConfig,
                    monitoring: MonitoringResource, history: HistoryResource
                    ) -> dg.MaterializeResult:
-    now, store, metrics = _now(config), MonitoringHistory(history.engine()), monitoring.metric_names()
+    return dg.MaterializeResult(metadata=read_metrics(_now(config), monitoring, history,
+                                                      context.log))
+
+
+def read_metrics(now: float, monitoring: MonitoringResource, history: HistoryResource,
+                 log) -> dict:
+    """One intake at `now`: stores the samples, returns the `system_metrics` metadata. Shared by
+    the asset (a run from the UI) and system_metrics_sensor (the minute intake, without a run)."""
+    store, metrics = MonitoringHistory(history.engine()), monitoring.metric_names()
     try:
         with monitoring.source_client() as source:
             since = store.last_metric_timestamps(monitoring.target, source.kind)
@@ -78,7 +87,7 @@ def system_metrics(context: dg.AssetExecutionContext, config: MonitorConfig,
     added = store.record_metric_samples(rows)
     pruned = store.prune_metric_samples(now - monitoring.retention_days * 86400)
     for metric, err in got.errors.items():
-        context.log.warning(f"{metric}: {err}")
+        log.warning(f"{metric}: {err}")
     if got.errors and len(got.errors) == len(metrics):
         raise dg.Failure(description="no metric could be read: " + "; ".join(
             f"{m}: {e}" for m, e in got.errors.items()))
@@ -91,16 +100,16 @@ def system_metrics(context: dg.AssetExecutionContext, config: MonitorConfig,
                        "unit": monitoring.unit(m), "threshold": thresholds[m],
                        "at": _iso(last.timestamp) if last else None, "new_samples": len(mine),
                        "note": got.errors.get(m) or ("no samples" if m in got.empty else "")})
-    context.log.info(f"{added} new samples from {where}, {replaced} changed since read "
-                     f"({len(got.errors)} metric(s) failed)")
-    return dg.MaterializeResult(metadata={
+    log.info(f"{added} new samples from {where}, {replaced} changed since read "
+             f"({len(got.errors)} metric(s) failed)")
+    return {
         "source": where, "target": monitoring.target, "samples_added": added,
         "samples_replaced": replaced,
         "samples_pruned": pruned, "latest": _table(latest, list(latest[0]) if latest else []),
         "errors": dg.MetadataValue.md("\n".join(f"- **{m}**: {e}" for m, e in got.errors.items())
                                       or "none"),
         "now": dg.MetadataValue.timestamp(now),
-    })
+    }
 
 
 FORECAST_COLUMNS = ["metric", "status", "alert", "method", "level", "slope_per_minute",
@@ -139,7 +148,15 @@ def last_actions(store, target: str, now: float, window_s: float) -> dict[str, f
 def metric_forecasts(context: dg.AssetExecutionContext, config: MonitorConfig,
                      monitoring: MonitoringResource, history: HistoryResource
                      ) -> dg.MaterializeResult:
-    now, store = _now(config), MonitoringHistory(history.engine())
+    metadata, check = forecast_metrics(_now(config), monitoring, history, context.log)
+    return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(**check)])
+
+
+def forecast_metrics(now: float, monitoring: MonitoringResource, history: HistoryResource,
+                     log) -> tuple[dict, dict]:
+    """The forecasts at `now`: the `metric_forecasts` metadata and its check's fields (an
+    AssetCheckResult in a run, an AssetCheckEvaluation from system_metrics_sensor)."""
+    store = MonitoringHistory(history.engine())
     thresholds, target = monitoring.threshold_map(), monitoring.target
     acted = last_actions(store, target, now, monitoring.window_s)
     out, rows, charts = {}, [], []
@@ -152,7 +169,7 @@ def metric_forecasts(context: dg.AssetExecutionContext, config: MonitorConfig,
         out[m] = f.as_dict()
         if m in acted:
             out[m]["reasons"].append(f"samples from {_iso(acted[m])} on, after the last action")
-        context.log.info(f"{m}: {f.reasons[0]}")
+        log.info(f"{m}: {f.reasons[0]}")
         rows.append({"metric": m, "status": f.status, "alert": f.alert, "method": f.method,
                      "level": f.level, "slope_per_minute": f.slope_per_minute,
                      "minutes_to_threshold": f.minutes_to_threshold,
@@ -173,20 +190,18 @@ def metric_forecasts(context: dg.AssetExecutionContext, config: MonitorConfig,
         "no metric is forecast to cross its threshold within the horizon"
     payload = {"target": target, "now": now, "horizon_minutes": monitoring.horizon_s / 60,
                "metrics": out}
-    return dg.MaterializeResult(
-        metadata={
-            "forecasts": dg.MetadataValue.json(payload),
-            "table": _table(rows, FORECAST_COLUMNS),
-            "alerts": dg.MetadataValue.md(alert_md),
-            "alerting": len(alerting),
-            "charts": dg.MetadataValue.md("\n\n".join(charts) or "charts off"),
-            "now": dg.MetadataValue.timestamp(now),
-        },
-        check_results=[dg.AssetCheckResult(
-            check_name="no_breach_forecast", passed=not alerting,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"alerts": dg.MetadataValue.md(alert_md), "alerting": len(alerting)})],
-    )
+    metadata = {
+        "forecasts": dg.MetadataValue.json(payload),
+        "table": _table(rows, FORECAST_COLUMNS),
+        "alerts": dg.MetadataValue.md(alert_md),
+        "alerting": len(alerting),
+        "charts": dg.MetadataValue.md("\n\n".join(charts) or "charts off"),
+        "now": dg.MetadataValue.timestamp(now),
+    }
+    check = dict(check_name="no_breach_forecast", passed=not alerting,
+                 severity=dg.AssetCheckSeverity.WARN,
+                 metadata={"alerts": dg.MetadataValue.md(alert_md), "alerting": len(alerting)})
+    return metadata, check
 
 
 healing_actions = dg.AssetSpec(
@@ -221,12 +236,3 @@ def healing_metadata(written: list[dict], recent: list[dict]) -> dict:
             for r in written)),
         "outcomes_in_recent": dg.MetadataValue.json(counts),
     }
-
-
-monitoring_job = dg.define_asset_job(
-    "system_metrics_job", selection=[system_metrics, metric_forecasts],
-    # A retry would read the same minute again; the next scheduled intake fills any gap itself.
-    tags={"dagster/max_retries": "0"},
-    # Once a minute on a small machine: one process per run, not one more per step.
-    executor_def=dg.in_process_executor,
-    description="Metrics intake, then the forecasts self_healing_sensor acts on.")

@@ -1,12 +1,11 @@
-"""The monitoring feature: metrics -> forecasts -> healing actions, the intake schedule, the
+"""The monitoring feature: metrics -> forecasts -> healing actions, the intake sensor, the
 self-healing sensor, the `monitoring` resource."""
 
 import dagster as dg
 
 from atge_assets.monitoring import assets
 from atge_assets.monitoring.resources import MonitoringResource
-from atge_assets.monitoring.schedules import build_monitoring_schedule
-from atge_assets.monitoring.sensors import build_self_healing_sensor
+from atge_assets.monitoring.sensors import build_self_healing_sensor, build_system_metrics_sensor
 
 
 def monitoring_resource(settings) -> MonitoringResource:
@@ -20,8 +19,7 @@ def defs(settings) -> dg.Definitions:
     return dg.Definitions(
         # load_assets_from_modules skips AssetSpecs, so healing_actions is added by hand.
         assets=dg.load_assets_from_modules([assets]) + [assets.healing_actions],
-        jobs=[assets.monitoring_job],
-        sensors=[build_self_healing_sensor(m.sensor_interval_s)],
-        schedules=[build_monitoring_schedule(m.cron, running=m.source_configured)],
+        sensors=[build_self_healing_sensor(m.sensor_interval_s),
+                 build_system_metrics_sensor(m.cron, running=m.source_configured)],
         resources={"monitoring": monitoring_resource(settings)},
     )

@@ -1,4 +1,5 @@
-"""The self-healing sensor: acts on forecast breaches, only when they persist.
+"""The metrics intake sensor, and the self-healing sensor: acts on forecast breaches, only when
+they persist.
 
 Each materialization of `metric_forecasts` is one evaluation. A metric must alert (breach
 expected within the horizon with a significant trend, or already past its threshold) on
@@ -8,16 +9,21 @@ point cannot get that far: the forecaster ignores it, and a second evaluation wo
 """
 
 import time
+from datetime import datetime, timezone
 
 import dagster as dg
+from dagster._utils.schedules import cron_string_iterator
 
 from atge_assets.lib.resources import HistoryResource
 from atge_assets.monitoring import actions as act
 from atge_assets.monitoring import streaks as streaks_mod
 from atge_assets.monitoring.assets import (
+    forecast_metrics,
     healing_actions,
     healing_metadata,
     metric_forecasts,
+    read_metrics,
+    system_metrics,
 )
 from atge_assets.monitoring.history import MonitoringHistory
 from atge_assets.monitoring.resources import MonitoringResource
@@ -38,6 +44,56 @@ def _forecasts(record) -> dict | None:
             or not isinstance(payload.get("now"), (int, float)):
         return None
     return payload
+
+
+def _evaluation(record) -> str:
+    # Reported by system_metrics_sensor, a forecast has no run: its event id names it instead.
+    if record.run_id:
+        return f"metric_forecasts run {record.run_id[:8]}"
+    return f"metric_forecasts event {record.storage_id}"
+
+
+def last_cron_tick(cron: str, now: float) -> float:
+    """The newest moment at or before `now` that the cron expression names (UTC)."""
+    return next(cron_string_iterator(now, cron, "UTC", ascending=False)).timestamp()
+
+
+def build_system_metrics_sensor(cron: str = "* * * * *", running: bool = True,
+                                interval_s: int = 15, clock=time.time):
+    """The intake, without a run: reads the metrics and forecasts in the sensor, and reports both
+    materializations (and the forecast check) as asset events. A run a minute filled the Runs
+    list, where deployments' benchmark runs are what people look for, and queued behind them
+    when they were busy; sensor ticks are serialized, so two intakes never overlap either."""
+
+    @dg.sensor(
+        name="system_metrics_sensor",
+        minimum_interval_seconds=interval_s,
+        default_status=(dg.DefaultSensorStatus.RUNNING if running
+                        else dg.DefaultSensorStatus.STOPPED),
+        description="Metrics intake and forecasts once per ATGE_METRICS_CRON tick (every "
+        "minute), reported on system_metrics and metric_forecasts without a run. Starts "
+        "stopped when no metrics source is configured.",
+    )
+    def system_metrics_sensor(context: dg.SensorEvaluationContext,
+                              monitoring: MonitoringResource, history: HistoryResource):
+        now = clock()
+        tick = last_cron_tick(cron, now)
+        done = float(context.cursor) if context.cursor else None
+        if done is not None and done >= tick:
+            return dg.SkipReason(f"intake for {_utc(tick)} done; waiting for the next cron tick")
+        # A failing source fails the tick (shown on the sensor) and is tried again next time.
+        intake = read_metrics(now, monitoring, history, context.log)
+        forecasts, check = forecast_metrics(now, monitoring, history, context.log)
+        return dg.SensorResult(cursor=str(tick), asset_events=[
+            dg.AssetMaterialization(asset_key=system_metrics.key, metadata=intake),
+            dg.AssetMaterialization(asset_key=metric_forecasts.key, metadata=forecasts),
+            dg.AssetCheckEvaluation(asset_key=metric_forecasts.key, **check)])
+
+    return system_metrics_sensor
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
 def build_self_healing_sensor(interval_s: int = 30):
@@ -95,7 +151,7 @@ def build_self_healing_sensor(interval_s: int = 30):
             for action in monitoring.actions_for(metric):
                 record = healer.handle(target=target, metric=metric, action=action, forecast=f,
                                        reason=reason, now=time.time(),
-                                       evaluation=f"metric_forecasts run {rec.run_id[:8]}")
+                                       evaluation=_evaluation(rec))
                 if record is None:
                     context.log.info(f"{action} for {metric}: still held back, as recorded")
                     continue

@@ -60,7 +60,7 @@ class MonitoringSettings:
 
     @property
     def source_configured(self) -> bool:
-        """The intake schedule starts RUNNING only when there is a source to read; without one
+        """The intake sensor starts RUNNING only when there is a source to read; without one
         it would fail every minute."""
         return bool(self.url)
 

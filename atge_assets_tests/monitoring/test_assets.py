@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 from atge_assets.monitoring import actions as act
-from atge_assets.monitoring.assets import metric_forecasts, monitoring_job
+from atge_assets.monitoring.assets import metric_forecasts
 from atge_assets.monitoring.definitions import monitoring_resource
-from atge_assets.monitoring.schedules import build_monitoring_schedule
-from atge_assets.monitoring.sensors import NO_PROVIDER, build_self_healing_sensor
+from atge_assets.monitoring.sensors import (
+    NO_PROVIDER,
+    build_self_healing_sensor,
+    build_system_metrics_sensor,
+)
 from atge_assets.monitoring.streaks import parse_cursor
 from atge_assets.notify.resources import NotifierResource
 from atge_assets.settings import Settings, SettingsError
@@ -266,22 +269,50 @@ def test_bad_sources_fail_the_intake_with_a_clear_error(sandbox, instance, histo
     assert md["samples_added"] == 5 * 360 and "**cpu**: prometheus at" in md["errors"]
 
 
-def test_schedule_runs_one_intake_at_a_time(instance):
-    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+def test_the_intake_sensor_reports_the_minute_without_a_run(sandbox, instance, history_url,
+                                                            store):
+    """The intake in the sensor: both materializations and the check reach the instance as
+    runless events (as the daemon stores them), the self-healing sensor acts on them as it does
+    on a run's, one intake per cron tick, and no run is ever launched."""
+    res = resources(sandbox, history_url)
+    scenario(sandbox, **CPU_RAMP)
+    clock = [T - 60 + 7.0]
+    sensor = build_system_metrics_sensor("* * * * *", clock=lambda: clock[0])
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert build_system_metrics_sensor(running=False).default_status == \
+        dg.DefaultSensorStatus.STOPPED
 
-    # A failed minute is not retried (the next one asks for what it missed); no step processes.
-    assert monitoring_job.tags["dagster/max_retries"] == "0"
-    assert monitoring_job.executor_def.name == "in_process"
-    schedule = build_monitoring_schedule("* * * * *")
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert build_monitoring_schedule(running=False).default_status == \
-        dg.DefaultScheduleStatus.STOPPED
-    ctx = dg.build_schedule_context(instance=instance)
-    assert isinstance(schedule.evaluate_tick(ctx).run_requests[0], dg.RunRequest)
-    instance.add_run(DagsterRun(job_name=monitoring_job.name, run_id="a" * 36,
-                                status=DagsterRunStatus.STARTED))
-    data = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
-    assert not data.run_requests and "still started" in data.skip_message
+    def intake(cursor):
+        ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      resources={k: res[k] for k in ("monitoring", "history")})
+        result = sensor.evaluate_tick(ctx)
+        assert not result.run_requests
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)
+        return result
+
+    first = intake(None)
+    assert [e.asset_key.to_user_string() for e in first.asset_events] == [
+        "system_metrics", "metric_forecasts", "metric_forecasts"]
+    assert first.cursor == str(T - 60)
+    clock[0] = T - 30  # the same minute: nothing read twice
+    again = intake(first.cursor)
+    assert not again.asset_events and "waiting for the next cron tick" in again.skip_message
+    s1 = tick(instance, res)
+    assert "cpu 1/2" in skip_message(s1)
+    clock[0] = T + 5.0
+    second = intake(again.cursor or first.cursor)
+    intake_md = {k: v.value for k, v in second.asset_events[0].metadata.items()}
+    assert intake_md["samples_added"] == 1 * 6
+    check = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(metric_forecasts.key, "no_breach_forecast"))
+    assert check is not None and not check.event.asset_check_evaluation.passed
+    tick(instance, res, s1.cursor)
+    [done] = sandbox_actions(sandbox)
+    assert (done["action"], done["metric"]) == ("scale", "cpu")
+    [row] = store.healing_actions()
+    assert row["evaluation"].startswith("metric_forecasts event ")
+    assert instance.get_runs() == []
 
 
 def test_sensor_starts_running_and_settings_come_from_the_env():

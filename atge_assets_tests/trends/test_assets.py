@@ -1,10 +1,12 @@
 import base64
 
 import dagster as dg
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
 from atge_assets.deployments.assets import benchmark_timings
 from atge_assets.trends import aggregates as trends
-from atge_assets.trends.assets import performance_trends
+from atge_assets.trends.assets import performance_trends, trends_job
+from atge_assets.trends.sensors import build_trends_first_run_sensor
 from atge_assets_tests.deployments.helpers import metadata, run_deployment
 
 
@@ -97,3 +99,28 @@ def test_by_day_change_against_previous_day():
     daily = trends.by_day(trends.frame(rows))
     assert list(daily["day"]) == ["1970-01-01", "1970-01-02"]
     assert abs(daily["change_pct"].iloc[1] - 20.0) < 1e-9
+
+
+def test_trends_run_once_at_start_up(resources, instance):
+    """A fresh instance gets one trends run at once, not at the first hourly tick; after that
+    the sensor leaves it to the schedule, whatever the first run did."""
+    sensor = build_trends_first_run_sensor()
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+    def tick():
+        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+
+    [request] = tick().run_requests
+    assert request.run_key == "first-run"
+    assert sensor.job_name == trends_job.name
+    dg.materialize([performance_trends], resources=_res(resources), instance=instance)
+    later = tick()
+    assert not later.run_requests and "is materialized" in later.skip_message
+
+
+def test_a_failed_first_trends_run_is_not_retried_by_the_sensor(instance):
+
+    instance.add_run(DagsterRun(job_name=trends_job.name, run_id="b" * 36,
+                                status=DagsterRunStatus.FAILURE))
+    data = build_trends_first_run_sensor().evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert not data.run_requests and "has run already" in data.skip_message

@@ -165,7 +165,7 @@ def test_only_authenticated_people_reach_the_webserver(tmp_path):
         # A launch (here: an approval) is refused without credentials and leaves no run.
         params = {"selector": {"repositoryLocationName": location,
                                "repositoryName": "__repository__",
-                               "jobName": "system_metrics_job"}, "runConfigData": {}}
+                               "jobName": "releases_job"}, "runConfigData": {}}
         for auth in (None, ("atge", "guess")):
             assert gql(LAUNCH, {"p": params}, auth=auth).status_code == 401
         assert gql(RUNS).json()["data"]["runsOrError"]["results"] == []

@@ -271,7 +271,7 @@ def baseline_comparison(
             base = {m: ({"source": b["source"], "samples": fresh[m]} if m in fresh else b)
                     for m, b in base.items()}
     # The last look, or no way to measure more: what is still open is for a person.
-    overall = cmp.overall_verdict(rows, final=True)
+    overall = cmp.overall_verdict(rows)
     if stopped_early and overall == judge_mod.HELD:
         context.log.warning(f"{dep_id} held at look {len(rounds)} of {looks}: the reference "
                             "deployment is gone")
@@ -332,11 +332,9 @@ class PersonDecision(dg.Config):
     by: str = ""  # who decides, recorded with the decision; else the run's user tag if any
 
 
-def _person_decision(config: PersonDecision, dep,
-                     allowed: tuple[str, ...] = (judge_mod.HELD, judge_mod.ACCEPTED_BY_PERSON)
-                     ) -> str:
+def _person_decision(config: PersonDecision, dep, **allowed) -> str:
     try:
-        return release.person_decision(config.decision, dep.verdict, dep.id, allowed)
+        return release.person_decision(config.decision, dep.verdict, dep.id, **allowed)
     except ValueError as exc:
         raise dg.Failure(description=str(exc)) from None
 
@@ -426,8 +424,7 @@ def promotion(
     failed = sorted(n for n, r in smoke.items() if not r["passed"])
     # A person approves explicitly (config), not by launching the run: anyone who reaches the
     # webserver can launch one.
-    person = _person_decision(config, dep, (judge_mod.HELD, judge_mod.ACCEPTED_BY_PERSON)
-                              + ACCEPTED)
+    person = _person_decision(config, dep, allowed=(judge_mod.HELD,) + ACCEPTED)
     with vercel.client() as client:
         live_id = client.production_deployment_id() if dep.target != "production" else None
         try:

@@ -123,14 +123,15 @@ def held_metrics(rows: Sequence[dict]) -> str:
     return ", ".join(metric_change(r) for r in rows if r["verdict"] == judge_mod.INCONCLUSIVE)
 
 
-def overall_verdict(rows: Sequence[dict], final: bool = False) -> str:
-    """One regressed metric regresses the deployment; unsure beats fine; all better is improved.
-    With `final` (no more samples will be taken), unsure is `held`: a person decides."""
+def overall_verdict(rows: Sequence[dict]) -> str:
+    """The deployment's verdict once measuring has ended: one regressed metric regresses it; a
+    metric still unsure makes it `held` (a person decides) and beats fine; all better is
+    improved."""
     verdicts = [r["verdict"] for r in rows]
     if judge_mod.REGRESSED in verdicts:
         return judge_mod.REGRESSED
     if judge_mod.INCONCLUSIVE in verdicts or not verdicts:
-        return judge_mod.HELD if final else judge_mod.INCONCLUSIVE
+        return judge_mod.HELD
     if all(v == judge_mod.IMPROVED for v in verdicts):
         return judge_mod.IMPROVED
     return judge_mod.PASS

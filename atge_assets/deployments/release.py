@@ -8,7 +8,7 @@ from __future__ import annotations
 from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory, DeploymentRow
-from atge_assets.deployments.judge import HELD, REGRESSED
+from atge_assets.deployments.judge import ACCEPTED_BY_PERSON, HELD, REGRESSED
 from atge_assets.deployments.suite import Suite
 from atge_assets.notify.events import limits_alert_event, over_limit
 
@@ -20,7 +20,7 @@ PERSON_DECISIONS = ("accept", "reject")
 
 
 def person_decision(value: str, verdict: str | None, dep_id: str,
-                    allowed: tuple[str, ...] = (HELD, "accepted")) -> str:
+                    allowed: tuple[str, ...] = (HELD, ACCEPTED_BY_PERSON)) -> str:
     """The config's `decision`, checked: "" (no decision), accept or reject. Raises ValueError
     with one line for anything else, or for a deployment whose verdict is not in `allowed` (held,
     for a rollback; also passed, for a promotion awaiting approval)."""
@@ -96,7 +96,7 @@ def perf_alerts(suite: Suite, dep_id: str, rows, **event_fields) -> list[notify.
     """What the comparison announces as soon as it is made: the over-the-limit alert, unless its
     verdict leads to a decision that is announced by itself and names those metrics (regressed:
     the rollback; undecided: the hold). One deployment, one message."""
-    if cmp.overall_verdict(rows, final=True) in (REGRESSED, HELD):
+    if cmp.overall_verdict(rows) in (REGRESSED, HELD):
         return []
     alert = perf_alert(suite, dep_id, rows, **event_fields)
     return [alert] if alert else []

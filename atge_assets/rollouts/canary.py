@@ -89,7 +89,7 @@ def judge_stage(canary_url: str, current_url: str, current_id: str, suite: Suite
         samples += measure(canary_url, dataclasses.replace(
             suite, metrics=tuple(m for m in suite.metrics if m.name in unsure), warmup=0,
             samples=more), reference_url=current_url, seq_start=n, headers=headers)
-    return StageResult(rows, cmp.overall_verdict(rows, final=True), rounds, taken)
+    return StageResult(rows, cmp.overall_verdict(rows), rounds, taken)
 
 
 def probe_traffic(production_url: str, n: int, canary_header: str, path: str = "/api/health",

@@ -69,6 +69,10 @@ RESOURCES = ('{ allTopLevelResourceDetailsOrError(repositorySelector: {repositor
              '"%s", repositoryName: "__repository__"}) { __typename ... on ResourceDetailsList '
              '{ results { name configuredValues { key value type } } } } }')
 
+TICKS = ('{ sensorOrError(sensorSelector: {repositoryLocationName: "%s", repositoryName: '
+         '"__repository__", sensorName: "deployment_sensor"}) { ... on Sensor { sensorState { '
+         'ticks(limit: 5) { status skipReason error { message } } } } } }')
+
 
 def test_dagster_dev_serves_the_ui_on_a_fresh_clone_with_no_environment(fresh_clone):
     """Also: a history URL with a password and the Vercel token, when they are set, show in the
@@ -103,6 +107,18 @@ def test_dagster_dev_serves_the_ui_on_a_fresh_clone_with_no_environment(fresh_cl
                   for v in r["configuredValues"]}
         assert values[("history", "url")] == ("ENV_VAR", "ATGE_HISTORY_URL")
         assert values[("vercel", "token")] == ("ENV_VAR", "VERCEL_TOKEN")
+
+        # With no project set, the deployment sensor (running by default) says what is missing
+        # instead of failing every tick on an unset variable.
+        def first_tick():
+            sensor = _graphql(port, TICKS % states[0][0])["data"]["sensorOrError"]
+            ticks = sensor["sensorState"]["ticks"]
+            return ticks[-1] if ticks else None
+
+        tick = wait_until(first_tick, 120, 1.0, what="the deployment sensor's first tick")
+        assert tick["status"] == "SKIPPED", tick
+        assert "VERCEL_PROJECT_ID not set" in tick["skipReason"], tick
+        assert "VERCEL_TOKEN" not in tick["skipReason"], tick
     finally:
         _stop(proc, log)
 

@@ -165,12 +165,12 @@ def main(argv=None) -> int:
     otava, otava_reason = otava_method()
     rows = []
     ours_seconds = 0.0
-    for name, series, annotations in load(args.data):
+    for name, series, truth in load(args.data):
         t0 = time.perf_counter()
         predicted = changepoint_indices(series)
         ours_seconds += time.perf_counter() - t0
-        row = {"name": name, "n": len(series), "ours": f1(annotations, predicted), "zero": f1(annotations, [])}
-        row["otava"] = f1(annotations, otava(series)) if otava else None
+        row = {"name": name, "n": len(series), "ours": f1(truth, predicted), "zero": f1(truth, [])}
+        row["otava"] = f1(truth, otava(series)) if otava else None
         published = PUBLISHED.get(name)
         row["zero_published"], row["binseg_published"] = published if published else (None, None)
         rows.append(row)

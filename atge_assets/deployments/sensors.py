@@ -68,6 +68,8 @@ def build_deployment_sensor(interval_s: int = 10, lookback_hours: float = 24.0, 
         context: dg.SensorEvaluationContext, vercel: VercelResource, history: HistoryResource,
         notifier: NotifierResource,
     ):
+        if why := vercel.unconfigured():
+            return dg.SkipReason(why)
         deadline = time.monotonic() + tick_deadline_s
         now_ms = int(time.time() * 1000)
         cur = cursor_mod.parse(context.cursor, now_ms - int(lookback_hours * 3_600_000), now_ms)

@@ -9,8 +9,11 @@ from atge_assets.lib.resources import HistoryResource, VercelResource
 def defs(settings) -> dg.Definitions:
     s = settings.shared
     return dg.Definitions(resources={
-        "vercel": VercelResource(token=dg.EnvVar("VERCEL_TOKEN"),
-                                 project_id=dg.EnvVar("VERCEL_PROJECT_ID"),
+        # Bound only when set: an unset variable would fail every sensor tick before our code
+        # could say what is missing.
+        "vercel": VercelResource(**{k: dg.EnvVar(v) for k, v in
+                                    (("token", "VERCEL_TOKEN"), ("project_id", "VERCEL_PROJECT_ID"))
+                                    if v in s.provider_set},
                                  base_url=s.vercel_api_url, team_id=s.vercel_team_id),
         # By variable when it came from one: the UI and its API then show the name, not a URL
         # that may carry a password.

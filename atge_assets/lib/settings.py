@@ -114,6 +114,8 @@ class SharedSettings:
     sensor_interval_s: int = 10
     # Whether VERCEL_AUTOMATION_BYPASS_SECRET is set (the wiring binds it with dg.EnvVar).
     protection_bypass_set: bool = False
+    # Which of VERCEL_TOKEN and VERCEL_PROJECT_ID are set (bound with dg.EnvVar, values unread).
+    provider_set: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Env, home: Path) -> "SharedSettings":
@@ -131,4 +133,6 @@ class SharedSettings:
             dry_run=boolean(env, "ATGE_DRY_RUN", False),
             sensor_interval_s=number(env, "ATGE_SENSOR_INTERVAL_S", 10, int, 1, 86400),
             protection_bypass_set=is_set(env, "VERCEL_AUTOMATION_BYPASS_SECRET"),
+            provider_set=frozenset(v for v in ("VERCEL_TOKEN", "VERCEL_PROJECT_ID")
+                                   if is_set(env, v)),
         )

@@ -21,6 +21,8 @@ def build_load_schedule(trigger: str = "manual", cron: str = "0 3 * * *"):
                            load: LoadTestResource):
         if load.trigger != "schedule":
             return dg.SkipReason(f"load test trigger is {load.trigger!r}, not schedule")
+        if why := vercel.unconfigured():
+            return dg.SkipReason(why)
         try:
             with vercel.client() as client:
                 live = client.production_deployment_id()

@@ -26,6 +26,8 @@ def build_rollout_sensor(interval_s: int = 10, enabled: bool = True,
         "for approval (run_key = canary:stage).",
     )
     def rollout_sensor(context: dg.SensorEvaluationContext, vercel: VercelResource):
+        if why := vercel.unconfigured():
+            return dg.SkipReason(why)
         with vercel.client() as client:
             client.deadline = time.monotonic() + tick_deadline_s
             try:

@@ -215,3 +215,38 @@ def test_classify_without_history_or_production():
     # A rollback after the creation it undoes wins a tie.
     rollback = drift.WentLive("dpl_prev", 1_000, "rollback")
     assert drift.expected([KEPT, rollback]) == rollback
+
+
+@pytest.mark.parametrize("first_judged", [True, False])
+def test_a_rolling_release_in_progress_is_not_drift(sandbox, instance, resources, announced,
+                                                    receiver, first_judged):
+    """While a release is under way the old deployment stays live (it has the traffic the canary
+    does not); the deployments graph may judge the canary meanwhile. Neither is drift: before
+    the fix, this said "changed outside this tool" of a judged old deployment, and flagged (and
+    re-benchmarked) one the tool had never judged."""
+    st = sandbox.state
+    first = st.world.production
+    if first_judged:
+        assert metadata(run_deployment(instance, resources, first), "rollback")[
+            "decision"] == "kept"
+    st.configure_rolling([{"targetPercentage": 5}, {"targetPercentage": 100}])
+    canary = st.create(target="production").id
+    assert st.world.production == first and st.world.rolling_release["state"] == "ACTIVE"
+
+    r1 = tick(instance, announced)
+    assert check_state(instance)[0] is True
+    # The canary is judged by the deployments graph as any production deployment, and kept.
+    assert metadata(run_deployment(instance, resources, canary), "rollback")["decision"] == "kept"
+    assert st.world.production == first  # still mid-release: 5% to the canary
+    r2 = tick(instance, announced, r1.cursor)
+    passed, description, meta = check_state(instance)
+    assert passed is True and meta["status"] == drift.ROLLING, description
+    assert meta["live"] == first and canary in description
+    assert drift_requests(r2) == [] and receiver.got == []
+
+    # The release completes: the canary is live, as expected.
+    st.complete_rolling(canary)
+    tick(instance, announced, r2.cursor)
+    passed, _, meta = check_state(instance)
+    assert passed is True and meta["status"] == drift.IN_SYNC and meta["live"] == canary
+    assert receiver.got == []

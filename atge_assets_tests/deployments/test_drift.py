@@ -217,9 +217,9 @@ def test_classify_without_history_or_production():
     assert drift.expected([KEPT, rollback]) == rollback
 
 
-@pytest.mark.parametrize("first_judged", [True, False])
+@pytest.mark.parametrize("first_judged, end", [(True, "complete"), (False, "abort")])
 def test_a_rolling_release_in_progress_is_not_drift(sandbox, instance, resources, announced,
-                                                    receiver, first_judged):
+                                                    receiver, first_judged, end):
     """While a release is under way the old deployment stays live (it has the traffic the canary
     does not); the deployments graph may judge the canary meanwhile. Neither is drift: before
     the fix, this said "changed outside this tool" of a judged old deployment, and flagged (and
@@ -244,9 +244,13 @@ def test_a_rolling_release_in_progress_is_not_drift(sandbox, instance, resources
     assert meta["live"] == first and canary in description
     assert drift_requests(r2) == [] and receiver.got == []
 
-    # The release completes: the canary is live, as expected.
-    st.complete_rolling(canary)
-    tick(instance, announced, r2.cursor)
-    passed, _, meta = check_state(instance)
-    assert passed is True and meta["status"] == drift.IN_SYNC and meta["live"] == canary
-    assert receiver.got == []
+    if end == "complete":  # the canary is live, as expected
+        st.complete_rolling(canary)
+        status, live = drift.IN_SYNC, canary
+    else:  # aborted (Vercel's rollback to the current deployment): the old one stays live
+        st.rollback(first)
+        status, live = drift.RELEASE_ABORTED, first
+    r3 = tick(instance, announced, r2.cursor)
+    passed, description, meta = check_state(instance)
+    assert passed is True and (meta["status"], meta["live"]) == (status, live), description
+    assert drift_requests(r3) == [] and receiver.got == []

@@ -217,6 +217,21 @@ def test_classify_without_history_or_production():
     assert drift.expected([KEPT, rollback]) == rollback
 
 
+@pytest.mark.parametrize("release, status", [
+    (("ACTIVE", "dpl_old", "dpl_good"), drift.ROLLING),
+    (("ABORTED", "dpl_old", "dpl_good"), drift.RELEASE_ABORTED),
+    # A release that does not explain the pair changes nothing: judged as any difference.
+    (("ACTIVE", "dpl_other", "dpl_good"), drift.NEVER_JUDGED),
+    (("COMPLETE", "dpl_old", "dpl_good"), drift.NEVER_JUDGED),
+    (("ABORTED", "dpl_good", "dpl_old"), drift.NEVER_JUDGED),
+])
+def test_classify_beside_a_rolling_release(release, status):
+    live = drift.Live("dpl_old", target="production", created_ms=500)
+    obs = drift.classify(live, KEPT, release)
+    assert obs.status == status, obs.reason
+    assert obs.flagged == (status == drift.NEVER_JUDGED)
+
+
 @pytest.mark.parametrize("first_judged, end", [(True, "complete"), (False, "abort")])
 def test_a_rolling_release_in_progress_is_not_drift(sandbox, instance, resources, announced,
                                                     receiver, first_judged, end):

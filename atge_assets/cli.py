@@ -198,6 +198,32 @@ def _stop(proc: subprocess.Popen, name: str, grace_s: float = 20.0) -> None:
     print(f"atge: {name} stopped", file=sys.stderr, flush=True)
 
 
+SANDBOX_STAGES = (5, 25, 100)
+
+
+def _sandbox_rolling(sandbox_url: str, env: dict, on: bool) -> bool:
+    """Rolling releases in the sandbox on (the stages above, manual approval, the canary marked)
+    or off, as `atge up` was asked; on, the rollouts sample its production domain for the split.
+    The sandbox keeps the setting in its state: this makes every start say it afresh."""
+    import httpx
+
+    from atge_assets.sandbox.server import CANARY_HEADER
+
+    body = {"stages": [{"targetPercentage": p} for p in SANDBOX_STAGES] if on else None,
+            "advancementType": "manual-approval", "canaryResponseHeader": True}
+    try:
+        httpx.post(sandbox_url + "/_sandbox/rolling-release", json=body,
+                   timeout=10).raise_for_status()
+    except httpx.HTTPError:
+        return False
+    if on:
+        env.setdefault("ATGE_ROLLOUT_PRODUCTION_URL", sandbox_url + "/p")
+        env.setdefault("ATGE_ROLLOUT_CANARY_HEADER", CANARY_HEADER)
+        print(f"atge: sandbox rolling releases on: stages {', '.join(map(str, SANDBOX_STAGES))}% "
+              "by manual approval", file=sys.stderr, flush=True)
+    return True
+
+
 def cmd_up(args) -> int:
     from atge_assets.harness.instance import instance_yaml
     from atge_assets.settings import atge_home
@@ -247,6 +273,11 @@ def cmd_up(args) -> int:
             )
             # A local API has no rate limit worth sparing: poll it often.
             env.setdefault("ATGE_SENSOR_INTERVAL_S", "5")
+            if not _sandbox_rolling(sandbox_url, env, args.rolling_release):
+                return _die("could not set the sandbox's rolling releases", 1)
+        elif args.rolling_release:
+            return _die("--rolling-release configures the sandbox; on Vercel, turn Rolling "
+                        "Releases on in the project's settings (see the README)")
         elif not env.get("VERCEL_TOKEN") or not env.get("VERCEL_PROJECT_ID"):
             return _die("--no-sandbox needs VERCEL_TOKEN and VERCEL_PROJECT_ID in the environment")
         if env.get("ATGE_VERCEL_WEBHOOK_SECRET"):
@@ -296,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "ATGE_VERCEL_WEBHOOK_SECRET is set)")
     up.add_argument("--no-sandbox", action="store_true",
                     help="watch the real Vercel project in VERCEL_PROJECT_ID instead")
+    up.add_argument("--rolling-release", action="store_true",
+                    help="the sandbox rolls production deployments out in stages (5%%, 25%%, "
+                    "100%%, manual approval, canary header on), each judged by the rollouts; "
+                    "without it the sandbox's rolling releases are off")
     up.add_argument("--reset-instance-config", action="store_true",
                     help="rewrite $DAGSTER_HOME/dagster.yaml from the project's even if you set "
                     "DAGSTER_HOME and it has one")

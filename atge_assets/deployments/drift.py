@@ -8,7 +8,10 @@ Vercel), a promotion it made, or the target of a rollback it made. A difference 
 live deployment is one this tool would not have put there: rolled back, regressed, held or
 rejected, or never judged. A difference to a known-good deployment (a person rolled back by hand
 to a healthy one) is shown but not flagged, and a production deployment newer than the expected
-one, whose own run has not decided yet, is the normal path rather than a difference.
+one, whose own run has not decided yet, is the normal path rather than a difference. Nor is a
+rolling release under way: its current deployment stays live (with the traffic the canary does
+not get) while the canary, which this tool may already have judged, waits for its stages; once
+the release is aborted, the current deployment is live again, as it should be.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Iterable, Mapping
 
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
 from atge_assets.deployments.judge import HELD, REGRESSED
-from atge_assets.lib.providers.base import Deployment, MalformedPayload
+from atge_assets.lib.providers.base import ABORTED, ACTIVE, Deployment, MalformedPayload, ProviderError
 
 CHECK_NAME = "production_drift"
 
@@ -37,6 +40,8 @@ AWAITING = "awaiting_verdict"
 CHANGED = "changed_to_known_good"
 NO_EXPECTATION = "no_expectation"
 NO_PRODUCTION = "no_production"
+ROLLING = "rolling_release"
+RELEASE_ABORTED = "release_aborted"
 
 
 @dataclass(frozen=True)
@@ -96,13 +101,29 @@ def expected(events: Iterable[WentLive]) -> WentLive | None:
     return max(events, key=lambda e: (e.at_ms, order.get(e.how, 0)), default=None)
 
 
-def classify(live: Live | None, expect: WentLive | None) -> Observation:
+def classify(live: Live | None, expect: WentLive | None,
+             release: tuple[str, str, str] | None = None) -> Observation:
+    """`release`: (state, current, canary) of the project's latest rolling release, if any."""
     if live is None:
         return Observation(NO_PRODUCTION, None, expect,
                            "the provider reports no production deployment")
     if expect is not None and live.id == expect.deployment_id:
         return Observation(IN_SYNC, live.id, expect,
                            f"{live.id} is live, as expected ({_how(expect)})")
+    state, current, canary = release or ("", "", "")
+    if state == ACTIVE and expect is not None and {live.id, expect.deployment_id} <= {current,
+                                                                                     canary}:
+        return Observation(ROLLING, live.id, expect,
+                           f"{live.id} is live and {expect.deployment_id} expected: a rolling "
+                           f"release from {current} to {canary} is under way, its stages judged "
+                           "by the rollouts")
+    if state == ABORTED and expect is not None and (live.id, expect.deployment_id) == (
+            current, canary):
+        # The canary was judged by the deployments graph while never live; the release was
+        # aborted (by the rollouts or a person) and the deployment it started from is live.
+        return Observation(RELEASE_ABORTED, live.id, expect,
+                           f"{live.id} is live: the rolling release of {canary} was aborted "
+                           "and production returned to it")
     where = f"{live.id} is live; expected {expect.deployment_id} ({_how(expect)})" if expect \
         else f"{live.id} is live"
     if live.rolled_back_at_ms is not None and not (
@@ -151,13 +172,27 @@ def observe(client, store: DeploymentHistory,
     expect = expected(WentLive(*e) for e in store.went_live())
     if live_id is None:
         return classify(None, expect)
+    release = _release(client) if expect and live_id != expect.deployment_id else None
     facts = store.live_facts(live_id)
     if facts is not None:
-        return classify(Live(live_id, known=True, **facts), expect)
+        return classify(Live(live_id, known=True, **facts), expect, release)
     if expect is None:
         return classify(Live(live_id), None)
     dep = (seen or {}).get(live_id) or client.get_deployment(live_id)
-    return classify(Live(live_id, target=dep.target, created_ms=dep.created_ms), expect)
+    return classify(Live(live_id, target=dep.target, created_ms=dep.created_ms), expect, release)
+
+
+def _release(client) -> tuple[str, str, str] | None:
+    """(state, current, canary) of the latest rolling release; None without one, and when the
+    project has no rolling releases or the question goes unanswered (403/404 on a plan without
+    the feature): then the difference is judged as any other."""
+    try:
+        rr = client.rolling_release()
+    except (ProviderError, MalformedPayload):
+        return None
+    if rr is None or not rr.current_id or not rr.canary_id:
+        return None
+    return rr.state, rr.current_id, rr.canary_id
 
 
 def _how(e: WentLive) -> str:

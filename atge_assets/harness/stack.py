@@ -68,7 +68,9 @@ class Stack:
         return self.proc.returncode
 
 
-def start(home: Path, *, extra_env: dict | None = None) -> Stack:
+def start(home: Path, *, extra_env: dict | None = None, up_args: tuple[str, ...] = ()) -> Stack:
+    """`atge up` on free ports under `home`; `up_args` are more of its options
+    (`--rolling-release`)."""
     home.mkdir(parents=True, exist_ok=True)
     sb, ui = free_port(), free_port()
     env = dict(os.environ, ATGE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
@@ -77,7 +79,7 @@ def start(home: Path, *, extra_env: dict | None = None) -> Stack:
     atge = Path(sys.executable).parent / "atge"
     cmd = [str(atge)] if atge.exists() else [sys.executable, "-m", "atge_assets.cli"]
     proc = subprocess.Popen(
-        cmd + ["up", "--port", str(ui), "--sandbox-port", str(sb)],
+        cmd + ["up", "--port", str(ui), "--sandbox-port", str(sb), *up_args],
         env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     return Stack(proc, f"http://127.0.0.1:{sb}", f"http://127.0.0.1:{ui}", home, log_path)

@@ -41,6 +41,7 @@ from atge_assets.notify.events import (
     recovery_event,
     rollback_event,
     run_failed_event,
+    stage_event,
 )
 from atge_assets.notify.sent_log import MemorySentLog, SentLog, SqlSentLog
 
@@ -50,6 +51,7 @@ __all__ = [
     "SENT", "SKIPPED", "DeliveryResult", "NotificationError", "Notifier", "dispatch", "DRIFT",
     "HELD", "KINDS", "PERF_ALERT", "PROMOTION", "RECOVERY", "ROLLBACK", "RUN_FAILED",
     "SEVERITIES", "Event", "amount", "drift_event", "held_event", "perf_alert_events",
-    "promotion_event", "recovery_event", "rollback_event", "run_failed_event", "MemorySentLog",
+    "promotion_event", "recovery_event", "rollback_event", "run_failed_event", "stage_event",
+    "MemorySentLog",
     "SentLog", "SqlSentLog",
 ]

@@ -1,5 +1,5 @@
 """Release events (rollback, promotion, failed run, performance alert, held, production drift,
-recovery), each with the
+recovery; a rolling release's aborted or held stage as a rollback or a hold), each with the
 idempotency key that makes it one message per channel however often a run is retried.
 """
 
@@ -155,6 +155,28 @@ def drift_event(deployment_id: str, episode: int | str, expected_id: str | None,
                                                                      else ""),
                  reason=reason, deployment_url=deployment_url,
                  dedup_key=f"atge-drift-{episode}")
+
+
+def stage_event(canary_id: str, stage: int, target_pct: float, decision: str, current_id: str,
+                reason: str = "", *, metrics: Sequence[Mapping] = (), run_url: str | None = None,
+                run_id: str | None = None, deployment_url: str | None = None) -> Event:
+    """A rolling release's stage `decision`: "aborted" (a rollback: the canary's traffic went
+    back to `current_id`) or "held" (a person decides). On the canary's own incident, as its
+    rollback or hold would be; one message per release aborted and per stage held."""
+    where = f"stage {stage} ({target_pct:g}%)"
+    if decision == "aborted":
+        return Event(ROLLBACK, canary_id, f"Rolling release of {canary_id} aborted at {where}",
+                     metrics, decision=f"release aborted: traffic back to {current_id}",
+                     reason=reason, run_url=run_url, run_id=run_id,
+                     deployment_url=deployment_url,
+                     idempotency_key=f"{ROLLBACK}:rollout:{canary_id}")
+    if decision == "held":
+        return Event(HELD, canary_id, f"Rolling release of {canary_id} held at {where}",
+                     metrics, decision=f"held at {where}: the canary keeps its share until a "
+                     "person approves or aborts", reason=reason, run_url=run_url, run_id=run_id,
+                     deployment_url=deployment_url,
+                     idempotency_key=f"{HELD}:rollout:{canary_id}:stage-{stage}")
+    raise ValueError(f"a stage is announced when aborted or held, not {decision!r}")
 
 
 def run_failed_event(run_id: str, job_name: str, error: str = "", *, deployment_id: str = "",

@@ -6,9 +6,11 @@ import time
 
 import dagster as dg
 
+from atge_assets import notify
 from atge_assets.deployments.resources import BenchmarkResource
 from atge_assets.lib.http import HostNotAllowed, check_url
-from atge_assets.lib.resources import VercelResource
+from atge_assets.lib.resources import HistoryResource, VercelResource
+from atge_assets.notify.resources import NotifierResource
 from atge_assets.rollouts import canary as canary_mod
 from atge_assets.rollouts import stages
 from atge_assets.rollouts.partitions import rollout_partitions
@@ -52,7 +54,26 @@ def _measure(context, client, benchmark: BenchmarkResource, rollout: RolloutReso
                 headers=benchmark.request_headers())
         except HostNotAllowed as exc:
             context.log.warning(f"no traffic probe: {exc}")
-    return result, served, failed
+    return result, served, failed, canary.url
+
+
+def _announce(context, notifier: NotifierResource, history: HistoryResource, done: str,
+              stage, rr, result, reason: str, canary_url: str | None) -> list[str]:
+    """An aborted release or a held stage goes to the channels, once (the sent log): a re-run
+    of the same stage stays quiet. Approvals and completions are routine and stay in the UI."""
+    if done not in ("aborted", "held") or stage is None:
+        return []
+    metrics = [{"metric": r["metric"], "value": r["current_ms"], "baseline": r["baseline_ms"],
+                "change": r.get("change"), "verdict": r["verdict"]}
+               for r in (result.rows if result else [])]
+    event = notify.stage_event(rr.canary_id, stage.index, stage.target_percentage, done,
+                               rr.current_id or "", reason, metrics=metrics,
+                               run_url=notifier.run_url(context.run_id), run_id=context.run_id,
+                               deployment_url=canary_url)
+    deliveries = [str(d) for d in notifier.send(event, history.engine())]
+    for line in deliveries:
+        context.log.info(f"notification: {line}")
+    return deliveries
 
 
 def _act(client, action: stages.Action, rr, dry_run: bool) -> str:
@@ -86,6 +107,8 @@ def rollout_stage(
     vercel: VercelResource,
     benchmark: BenchmarkResource,
     rollout: RolloutResource,
+    notifier: NotifierResource,
+    history: HistoryResource,
 ) -> dg.MaterializeResult:
     canary_id = context.partition_key
     try:
@@ -95,12 +118,12 @@ def rollout_stage(
     approver = (config.by.strip()[:80] or context.run.tags.get("dagster/user")
                 or f"a person (run {context.run_id[:8]})")
     started = time.time()
-    result, served, failed = None, [], 0
+    result, served, failed, canary_url = None, [], 0, None
     with vercel.client() as client:
         rr = client.rolling_release()
         stage, why = stages.stage_to_judge(rr, canary_id)
         if stage is not None and not person:
-            result, served, failed = _measure(context, client, benchmark, rollout, rr)
+            result, served, failed, canary_url = _measure(context, client, benchmark, rollout, rr)
             # Measuring takes a while: a person may have moved the release on meanwhile.
             rr = client.rolling_release()
         action = (stages.decide(rr, canary_id, stage.index, result.verdict if result else None,
@@ -109,6 +132,8 @@ def rollout_stage(
         done = _act(client, action, rr, rollout.dry_run)
     (context.log.warning if done in ("aborted", "held") else context.log.info)(
         f"{canary_id}: {done}: {action.reason}")
+    deliveries = _announce(context, notifier, history, done, stage, rr, result, action.reason,
+                           canary_url)
     context.instance.add_run_tags(context.run_id, {"atge/decision": done,
                                                    "atge/verdict": result.verdict if result
                                                    else (person or "none")})
@@ -144,6 +169,8 @@ def rollout_stage(
         "rounds": dg.MetadataValue.md("\n".join(
             f"{r['round']}. {r['samples']} samples: {r['verdicts']}"
             for r in (result.rounds if result else [])) or "none"),
+        "notifications": dg.MetadataValue.md("\n".join(f"- {d}" for d in deliveries)
+                                             or "none"),
         "seconds": round(time.time() - started, 2),
     })
 

@@ -5,8 +5,10 @@
 - Vercel: GET /v6/deployments (and /v7, which Vercel's SDK calls), GET /v13/deployments/{id},
           GET /v9/projects/{id}, POST /v1/projects/{id}/rollback/{dep},
           POST /v10/projects/{id}/promote/{dep}, GET /v1/projects/{id}/rolling-release(/config),
-          POST .../rolling-release/approve-stage and .../complete; answers shaped as Vercel's
-          OpenAPI description says (see vercel_payloads.py)
+          POST .../rolling-release/approve-stage and .../complete, PATCH and DELETE
+          .../rolling-release/config, PATCH and DELETE /v9/projects/{id}, PATCH
+          /v1/projects/{id}/protection-bypass: every operation of the OpenAPI excerpt, answers
+          shaped as Vercel's description says (see vercel_payloads.py)
 - Production URL: /p/... answers as the live deployment, or during a rolling release as the
           canary for the active stage's share of requests (marked with CANARY_HEADER when the
           config asks for `canaryResponseHeader`)
@@ -67,6 +69,10 @@ class SandboxServer(ThreadingHTTPServer):
         # Deployment Protection as Vercel applies it: with a secret, deployment URLs answer 401
         # unless the request carries it in x-vercel-protection-bypass.
         self.protection_bypass = protection_bypass or None
+        # Every secret that passes (PATCH .../protection-bypass adds and revokes them), each with
+        # what Vercel's answer says of it.
+        self.bypass_secrets: dict[str, dict] = {} if not self.protection_bypass else {
+            self.protection_bypass: vercel_payloads.bypass_entry(int(time.time() * 1000))}
         self.extensions = default_extensions() if extensions is None else extensions
 
     def handle_error(self, request, client_address) -> None:
@@ -173,9 +179,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- the simulated ATGE app ----------------------------------------------------------------
     def _app(self, method: str, dep_id: str, path: str, extra: dict | None = None) -> None:
-        secret = self.server.protection_bypass
-        if secret and not hmac.compare_digest(
-                (self.headers.get(BYPASS_HEADER) or "").encode(), secret.encode()):
+        given = (self.headers.get(BYPASS_HEADER) or "").encode()
+        if self.server.protection_bypass and not any(
+                hmac.compare_digest(given, s.encode()) for s in list(self.server.bypass_secrets)):
             return self._send_raw(401, PROTECTED_PAGE, "text/html; charset=utf-8")
         st = self.server.state
         dep = st.get(dep_id)
@@ -221,6 +227,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(fault["status"], error if body is None else body,
                                   fault.get("headers"))
         pid = st.world.project_id
+        if st.world.project_deleted:
+            # Deleting a project deletes its deployments: nothing of it answers any more.
+            return self._send(404, {"error": {"code": "not_found", "message": "project deleted"}})
         if method == "GET" and path in ("/v6/deployments", "/v7/deployments"):
             return self._send(200, self._list(query))
         m = re.fullmatch(r"/v13/deployments/([A-Za-z0-9_]+)", path)
@@ -230,10 +239,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(404, {"error": {"code": "not_found", "message": "no deployment"}})
             return self._send(200, vercel_payloads.deployment(dep, self._app_url(dep), pid,
                                                               dep.state()))
-        if method == "GET" and path == f"/v9/projects/{pid}":
-            prod = st.get(st.world.production) if st.world.production else None
-            return self._send(200, vercel_payloads.project(
-                pid, prod, self._app_url(prod) if prod else "", prod.state() if prod else ""))
+        if path == f"/v9/projects/{pid}" and method in ("GET", "PATCH", "DELETE"):
+            return self._project(method)
+        if method == "PATCH" and path == f"/v1/projects/{pid}/protection-bypass":
+            return self._protection_bypass(self._body())
         m = re.fullmatch(r"/v1/projects/([^/]+)/rollback/([A-Za-z0-9_]+)", path)
         if method == "POST" and m and m[1] == pid:
             return self._act(st.rollback, m[2])
@@ -248,6 +257,16 @@ class Handler(BaseHTTPRequestHandler):
     def _rolling(self, method: str, action: str) -> None:
         st = self.server.state
         if method == "GET" and action == "/config":
+            return self._send(200, vercel_payloads.rolling_config(st.world.rolling_config))
+        if method in ("PATCH", "DELETE") and action == "/config":
+            # As on Vercel, the config shapes the next releases only; one in flight goes on.
+            body = self._body() if method == "PATCH" else {"enabled": False}
+            if body.get("enabled") is False:
+                st.configure_rolling(None)
+            else:
+                st.configure_rolling(body.get("stages") or [],  # none given: refused
+                                     str(body.get("advancementType", "manual-approval")),
+                                     bool(body.get("canaryResponseHeader")))
             return self._send(200, vercel_payloads.rolling_config(st.world.rolling_config))
         if method == "GET" and action == "":
             return self._send(200, self._release())
@@ -268,6 +287,46 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(400, {"error": {"code": "bad_request", "message": str(exc)}})
             return self._send(200, self._release())
         return self._send(404, {"error": {"code": "not_found", "message": action}})
+
+    def _project(self, method: str) -> None:
+        st = self.server.state
+        if method == "DELETE":
+            st.delete_project()
+            return self._send_raw(204, b"", "application/json")
+        if method == "PATCH":
+            try:
+                st.update_project(self._body())
+            except (ValueError, TypeError) as exc:
+                return self._send(400, {"error": {"code": "bad_request", "message": str(exc)}})
+        prod = st.get(st.world.production) if st.world.production else None
+        return self._send(200, vercel_payloads.project(
+            st.world.project_id, prod, self._app_url(prod) if prod else "",
+            prod.state() if prod else "", st.world.project_settings))
+
+    def _protection_bypass(self, body: dict) -> None:
+        """Vercel's rules: `revoke` drops a secret (and makes a new one if `regenerate`),
+        `generate` adds the one given or a random one, an empty body adds a random one. Whether
+        deployments are protected at all is the sandbox's start-up setting, not this."""
+        secrets_ = self.server.bypass_secrets
+        revoke, generate = body.get("revoke"), body.get("generate")
+        if set(body) - {"revoke", "generate"} or not isinstance(revoke or {}, dict) \
+                or not isinstance(generate or {}, dict):
+            return self._send(400, {"error": {"code": "bad_request",
+                                              "message": "only 'revoke' and 'generate' objects"}})
+        now = int(time.time() * 1000)
+        if revoke:
+            if revoke.get("secret") not in secrets_:
+                return self._send(404, {"error": {"code": "not_found",
+                                                  "message": "no such bypass secret"}})
+            del secrets_[revoke["secret"]]
+        given = (generate or {}).get("secret")
+        if given is not None and not re.fullmatch(r"[a-zA-Z0-9]{32}", str(given)):
+            return self._send(400, {"error": {"code": "bad_request",
+                                              "message": "a secret is 32 letters or digits"}})
+        if given or not revoke or revoke.get("regenerate"):
+            secrets_[given or vercel_payloads.new_bypass_secret()] = \
+                vercel_payloads.bypass_entry(now)
+        return self._send(200, {"protectionBypass": dict(secrets_)})
 
     def _release(self) -> dict:
         st = self.server.state

@@ -57,6 +57,17 @@ class World:
     # "canary", "stage", "stages", "advancementType", "startedAt", "updatedAt"}).
     rolling_config: dict | None = None
     rolling_release: dict | None = None
+    # PATCH /v9/projects/{id}: the settings changed from the defaults; DELETE: the project is gone.
+    project_settings: dict = field(default_factory=dict)
+    project_deleted: bool = False
+
+
+# What PATCH /v9/projects/{id} may change in the sandbox (Vercel accepts many more), with the
+# type each must have; null is allowed where Vercel's request schema allows it.
+PROJECT_SETTINGS = {"framework": (str, type(None)), "nodeVersion": (str,),
+                    "directoryListing": (bool,), "buildCommand": (str, type(None)),
+                    "devCommand": (str, type(None)), "installCommand": (str, type(None)),
+                    "outputDirectory": (str, type(None))}
 
 
 class SandboxState:
@@ -147,6 +158,24 @@ class SandboxState:
                 "canaryResponseHeader": bool(canary_header)}
             self._save()
             return self.world.rolling_config
+
+    def update_project(self, changes: dict) -> dict:
+        unknown = sorted(set(changes) - set(PROJECT_SETTINGS))
+        if unknown:
+            raise ValueError(f"the sandbox cannot change {', '.join(unknown)}; it changes "
+                             f"{', '.join(PROJECT_SETTINGS)}")
+        for key, value in changes.items():
+            if not isinstance(value, PROJECT_SETTINGS[key]):
+                raise TypeError(f"{key} is a {type(value).__name__}, not what Vercel takes")
+        with self._lock:
+            self.world.project_settings.update(changes)
+            self._save()
+            return dict(self.world.project_settings)
+
+    def delete_project(self) -> None:
+        with self._lock:
+            self.world.project_deleted = True
+            self._save()
 
     def _active_release(self, canary_id: str) -> dict:
         rr = self.world.rolling_release

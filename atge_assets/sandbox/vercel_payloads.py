@@ -1,7 +1,8 @@
 """What the sandbox's Vercel API answers, field for field in the shape of Vercel's OpenAPI
 description (the excerpt the tests validate against): a deployment as a list item
 (GET /v6|v7/deployments), in full (GET /v13/deployments/{id}), the project (GET /v9/projects),
-and its rolling release and their config (GET /v1/projects/{id}/rolling-release[/config]).
+and its rolling release and their config (GET /v1/projects/{id}/rolling-release[/config]),
+the protection bypass secrets (PATCH /v1/projects/{id}/protection-bypass).
 
 Values are plausible rather than real: one owner, one region, one creator. The one deliberate
 difference is `url`: Vercel gives a bare host served over HTTPS, the sandbox a full http URL
@@ -9,6 +10,9 @@ with a path, since every deployment lives under one loopback port (`type: string
 """
 
 from __future__ import annotations
+
+import secrets
+import string
 
 from atge_assets.sandbox.state import SandboxDeployment
 
@@ -72,8 +76,9 @@ def deployment(dep: SandboxDeployment, url: str, project_id: str, state: str) ->
 
 
 def project(project_id: str, production: SandboxDeployment | None, url: str,
-            state: str) -> dict:
-    """GET /v9/projects/{id}: `targets.production` is the live deployment, as Vercel keeps it."""
+            state: str, settings: dict | None = None) -> dict:
+    """GET /v9/projects/{id} (and PATCH's answer): `targets.production` is the live deployment,
+    as Vercel keeps it; `settings` what PATCH changed."""
     live = None
     if production is not None:
         live = {
@@ -90,8 +95,18 @@ def project(project_id: str, production: SandboxDeployment | None, url: str,
         "id": project_id, "name": NAME, "accountId": OWNER_ID, "framework": "nextjs",
         "nodeVersion": "22.x", "directoryListing": False,
         "resourceConfig": dict(config), "defaultResourceConfig": dict(config),
-        "targets": {"production": live},
+        "targets": {"production": live}, **(settings or {}),
     }
+
+
+def new_bypass_secret() -> str:
+    """What Vercel generates: 32 letters and digits."""
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+
+
+def bypass_entry(created_ms: int) -> dict:
+    """One secret of PATCH /v1/projects/{id}/protection-bypass's answer (keyed by the secret)."""
+    return {"createdAt": created_ms, "createdBy": CREATOR["uid"], "scope": "automation-bypass"}
 
 
 def _release_deployment(dep: SandboxDeployment | None, url: str) -> dict | None:

@@ -215,3 +215,57 @@ def test_classify_without_history_or_production():
     # A rollback after the creation it undoes wins a tie.
     rollback = drift.WentLive("dpl_prev", 1_000, "rollback")
     assert drift.expected([KEPT, rollback]) == rollback
+
+
+@pytest.mark.parametrize("release, status", [
+    (("ACTIVE", "dpl_old", "dpl_good"), drift.ROLLING),
+    (("ABORTED", "dpl_old", "dpl_good"), drift.RELEASE_ABORTED),
+    # A release that does not explain the pair changes nothing: judged as any difference.
+    (("ACTIVE", "dpl_other", "dpl_good"), drift.NEVER_JUDGED),
+    (("COMPLETE", "dpl_old", "dpl_good"), drift.NEVER_JUDGED),
+    (("ABORTED", "dpl_good", "dpl_old"), drift.NEVER_JUDGED),
+])
+def test_classify_beside_a_rolling_release(release, status):
+    live = drift.Live("dpl_old", target="production", created_ms=500)
+    obs = drift.classify(live, KEPT, release)
+    assert obs.status == status, obs.reason
+    assert obs.flagged == (status == drift.NEVER_JUDGED)
+
+
+@pytest.mark.parametrize("first_judged, end", [(True, "complete"), (False, "abort")])
+def test_a_rolling_release_in_progress_is_not_drift(sandbox, instance, resources, announced,
+                                                    receiver, first_judged, end):
+    """While a release is under way the old deployment stays live (it has the traffic the canary
+    does not); the deployments graph may judge the canary meanwhile. Neither is drift: before
+    the fix, this said "changed outside this tool" of a judged old deployment, and flagged (and
+    re-benchmarked) one the tool had never judged."""
+    st = sandbox.state
+    first = st.world.production
+    if first_judged:
+        assert metadata(run_deployment(instance, resources, first), "rollback")[
+            "decision"] == "kept"
+    st.configure_rolling([{"targetPercentage": 5}, {"targetPercentage": 100}])
+    canary = st.create(target="production").id
+    assert st.world.production == first and st.world.rolling_release["state"] == "ACTIVE"
+
+    r1 = tick(instance, announced)
+    assert check_state(instance)[0] is True
+    # The canary is judged by the deployments graph as any production deployment, and kept.
+    assert metadata(run_deployment(instance, resources, canary), "rollback")["decision"] == "kept"
+    assert st.world.production == first  # still mid-release: 5% to the canary
+    r2 = tick(instance, announced, r1.cursor)
+    passed, description, meta = check_state(instance)
+    assert passed is True and meta["status"] == drift.ROLLING, description
+    assert meta["live"] == first and canary in description
+    assert drift_requests(r2) == [] and receiver.got == []
+
+    if end == "complete":  # the canary is live, as expected
+        st.complete_rolling(canary)
+        status, live = drift.IN_SYNC, canary
+    else:  # aborted (Vercel's rollback to the current deployment): the old one stays live
+        st.rollback(first)
+        status, live = drift.RELEASE_ABORTED, first
+    r3 = tick(instance, announced, r2.cursor)
+    passed, description, meta = check_state(instance)
+    assert passed is True and (meta["status"], meta["live"]) == (status, live), description
+    assert drift_requests(r3) == [] and receiver.got == []

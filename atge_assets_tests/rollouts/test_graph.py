@@ -6,21 +6,34 @@ import dagster as dg
 import pytest
 
 from atge_assets.deployments.resources import BenchmarkResource
-from atge_assets.lib.resources import VercelResource
+from atge_assets.lib.resources import HistoryResource, VercelResource
+from atge_assets.notify.resources import NotifierResource
 from atge_assets.rollouts.assets import rolling_releases, rollout_stage
 from atge_assets.rollouts.partitions import rollout_partitions
 from atge_assets.rollouts.resources import RolloutResource
 from atge_assets.rollouts.sensors import build_rollout_sensor
 from atge_assets.sandbox.server import CANARY_HEADER
-from atge_assets_tests.conftest import TOKEN
+from atge_assets_tests.conftest import TOKEN, json_receiver
 from atge_assets_tests.deployments.helpers import metadata
 
 STAGES = [{"targetPercentage": 5}, {"targetPercentage": 25}, {"targetPercentage": 100}]
 
 
 @pytest.fixture
-def rollout_resources(sandbox):
+def slack():
+    with json_receiver() as receiver:
+        yield receiver
+
+
+def said(slack, canary) -> list[str]:
+    return [g["json"]["text"] for g in slack.got if canary in g["json"].get("text", "")]
+
+
+@pytest.fixture
+def rollout_resources(sandbox, history_url, slack):
     return {
+        "notifier": NotifierResource(slack_webhook_url=slack.url + "/s"),
+        "history": HistoryResource(url=history_url),
         "vercel": VercelResource(token=TOKEN, project_id=sandbox.state.world.project_id,
                                  base_url=sandbox.base_url),
         "benchmark": BenchmarkResource(samples=12, warmup=1, baseline_scale=0.005),
@@ -53,7 +66,7 @@ def requested(result) -> list[str]:
 
 
 def test_a_healthy_canary_is_approved_stage_by_stage_until_complete(
-        sandbox, instance, rollout_resources):
+        sandbox, instance, rollout_resources, slack):
     st = sandbox.state
     assert "no rolling release" in tick(instance, rollout_resources).skip_message
     st.configure_rolling(STAGES, canary_header=True)
@@ -83,10 +96,11 @@ def test_a_healthy_canary_is_approved_stage_by_stage_until_complete(
     stages = [(r.data["stage"], r.data["decision"]) for r in table["stages"].records]
     assert stages == [("1", "completed"), ("0", "approved")]
     assert table["judged_stages"] == 2 and table["approved_count"] == 1
+    assert said(slack, canary) == []  # approvals and completions are routine: not announced
 
 
 def test_a_canary_30_percent_slower_is_aborted_at_its_first_stage(
-        sandbox, instance, rollout_resources):
+        sandbox, instance, rollout_resources, slack):
     st = sandbox.state
     st.configure_rolling(STAGES, canary_header=True)
     first = st.world.production
@@ -105,6 +119,31 @@ def test_a_canary_30_percent_slower_is_aborted_at_its_first_stage(
     assert "ABORTED" in tick(instance, rollout_resources).skip_message
     again = metadata(judge(instance, rollout_resources, slow), "rollout_stage")
     assert again["decision"] == "skipped" and len(st.status()["rollbacks"]) == 1
+    # One message for the decision, with the numbers behind it.
+    (text,) = said(slack, slow)
+    assert f"Rolling release of {slow} aborted at stage 0 (5%)" in text
+    assert f"traffic back to {first}" in text and "end_to_end" in text
+
+
+def test_a_held_stage_is_announced_once_and_a_person_decides(sandbox, instance,
+                                                             rollout_resources, slack):
+    """Three samples a side and no more: the judge cannot decide, so the stage is held."""
+    st = sandbox.state
+    st.configure_rolling(STAGES)
+    canary = st.create(target="production").id
+    tiny = dict(rollout_resources, benchmark=BenchmarkResource(
+        samples=3, max_samples=3, warmup=0, baseline_scale=0.005))
+    md = metadata(judge(instance, tiny, canary), "rollout_stage")
+    assert (md["verdict"], md["decision"]) == ("held", "held"), md["reason"]
+    assert st.world.rolling_release["stage"] == 0 and "slack: sent" in md["notifications"]
+    again = metadata(judge(instance, tiny, canary), "rollout_stage")
+    assert again["decision"] == "held" and "slack: duplicate" in again["notifications"]
+    (text,) = said(slack, canary)
+    assert f"Rolling release of {canary} held at stage 0 (5%)" in text
+    md = metadata(judge(instance, tiny, canary, {"decision": "abort", "by": "ana"}),
+                  "rollout_stage")
+    assert md["decision"] == "aborted" and md["reason"].startswith("aborted by ana")
+    assert len(said(slack, canary)) == 2 and "aborted at stage 0" in said(slack, canary)[1]
 
 
 def test_a_person_decides_a_stage_without_measuring(sandbox, instance, rollout_resources):

@@ -1,5 +1,5 @@
-"""The sandbox's Vercel API answers what Vercel's OpenAPI description promises: every path of the
-excerpt the sandbox serves is called over loopback HTTP and its JSON validated against the
+"""The sandbox's Vercel API answers what Vercel's OpenAPI description promises: every operation
+of the excerpt is served, called over loopback HTTP and its JSON validated against the
 excerpt's response schema (see atge_assets_tests/lib/providers/vercel_spec.py)."""
 
 import httpx
@@ -10,19 +10,10 @@ from atge_assets_tests.lib.providers import vercel_spec as spec
 
 LIST, PROJECT = "/v6/deployments", "/v9/projects/{idOrName}"
 PROMOTE = "/v10/projects/{projectId}/promote/{deploymentId}"
-# Operations of the excerpt the sandbox does not serve (yet): each must answer 404 (or 501 for
-# a method it has no handler for), so whoever serves one must move it to the validated calls.
 RR = "/v1/projects/{idOrName}/rolling-release"
-RR_CONFIG, APPROVE, COMPLETE = RR + "/config", RR + "/approve-stage", RR + "/complete"
-# The config is set through the sandbox's control API: the excerpt's PATCH answer is a `oneOf`
-# whose branches both match any body, so no answer could validate against it.
-NOT_SERVED = {
-    ("patch", PROJECT), ("delete", PROJECT),
-    ("delete", RR_CONFIG), ("patch", RR_CONFIG),
-    ("patch", "/v1/projects/{idOrName}/protection-bypass"),
-}
-SERVED = {("get", LIST), ("get", spec.V13), ("get", PROJECT), ("post", PROMOTE),
-          ("get", RR_CONFIG), ("get", RR), ("post", APPROVE), ("post", COMPLETE)}
+RR_CONFIG, APPROVE, COMPLETE = spec.RR_CONFIG, RR + "/approve-stage", RR + "/complete"
+BYPASS = "/v1/projects/{idOrName}/protection-bypass"
+STAGES = [{"targetPercentage": 10}, {"targetPercentage": 50}, {"targetPercentage": 100}]
 
 
 @pytest.fixture
@@ -95,9 +86,129 @@ def test_rolling_release_answers_validate_against_the_excerpt(sandbox):
     assert len(answers) == 7
 
 
-def test_the_excerpt_operations_are_all_accounted_for():
-    assert SERVED | NOT_SERVED == set(spec.operations())
-    assert not SERVED & NOT_SERVED
+def every_operation(sandbox, ids: dict) -> dict:
+    """One call of each operation, keyed (method, excerpt path): (URL, JSON body or None, or a
+    function of `ids` giving it). In this order, since some change the project: a production
+    deployment is made once the config is set (the release the stage calls act on), and the
+    deletion comes last."""
+    pid = sandbox.state.world.project_id
+    p = {"{idOrName}": pid, "{projectId}": pid, "{deploymentId}": ids["preview"],
+         "{idOrUrl}": ids["second"]}
+
+    def url(path):
+        for k, v in p.items():
+            path = path.replace(k, v)
+        return path
+
+    return {
+        ("get", LIST): (url(LIST), None),
+        ("get", spec.V13): (url(spec.V13), None),
+        ("get", PROJECT): (url(PROJECT), None),
+        ("patch", PROJECT): (url(PROJECT), {"framework": None, "directoryListing": True}),
+        ("patch", RR_CONFIG): (url(RR_CONFIG), {"enabled": True, "stages": STAGES,
+                                                "advancementType": "manual-approval"}),
+        ("get", RR_CONFIG): (url(RR_CONFIG), None),
+        ("post", PROMOTE): (url(PROMOTE), None),
+        ("get", RR): (url(RR), None),
+        ("post", APPROVE): (url(APPROVE), lambda ids: {"canaryDeploymentId": ids["canary"],
+                                                       "nextStageIndex": 1}),
+        ("post", COMPLETE): (url(COMPLETE), lambda ids: {"canaryDeploymentId": ids["canary"]}),
+        ("delete", RR_CONFIG): (url(RR_CONFIG), None),
+        ("patch", BYPASS): (url(BYPASS), {"generate": {"secret": "a" * 32}}),
+        ("delete", PROJECT): (url(PROJECT), None),
+    }
+
+
+def test_every_operation_of_the_excerpt_is_served_and_validates(sandbox, world):
+    """Fails for an operation the excerpt gains and the sandbox does not serve (or this table
+    does not call): every (method, path) is called, answered with a status the excerpt lists,
+    and its body validated against the excerpt's schema for that status."""
+    ops = every_operation(sandbox, world)
+    assert set(ops) == set(spec.operations()), "operations of the excerpt not called here"
+    answers = {}
+    for (method, path), (url, body) in ops.items():
+        r = call(sandbox, method, url, body(world) if callable(body) else body)
+        assert r.status_code in spec.statuses(method, path), (method, url, r.status_code,
+                                                              r.text[:300])
+        assert r.status_code < 300, (method, url, r.text[:300])
+        if r.status_code != 204:
+            assert spec.errors(r.json(), method, path, r.status_code) == [], (method, url)
+            answers[method, path] = r.json()
+        if (method, path) == ("patch", RR_CONFIG):
+            world["canary"] = sandbox.state.create(target="production").id
+    assert answers["get", RR]["rollingRelease"]["canaryDeployment"]["id"] == world["canary"]
+    # What they did, beyond answering: the checks above would pass for a no-op.
+    assert sandbox.state.world.project_settings == {"framework": None, "directoryListing": True}
+    assert sandbox.state.world.rolling_config is None
+    assert sandbox.state.world.rolling_release["state"] == "COMPLETE"
+    assert "a" * 32 in sandbox.bypass_secrets
+    assert call(sandbox, "get", LIST).status_code == 404  # the project is deleted
+
+
+def test_the_rolling_release_config_is_set_and_removed_through_the_api(sandbox):
+    pid = sandbox.state.world.project_id
+    config = RR_CONFIG.replace("{idOrName}", pid)
+    r = call(sandbox, "patch", config, {"enabled": True, "stages": STAGES + [{}]})
+    assert r.status_code == 400 and sandbox.state.world.rolling_config is None
+    assert call(sandbox, "patch", config, {"enabled": True}).status_code == 400
+    set_ = call(sandbox, "patch", config, {"enabled": True, "stages": STAGES,
+                                           "canaryResponseHeader": True}).json()
+    assert [s["targetPercentage"] for s in set_["rollingRelease"]["stages"]] == [10, 50, 100]
+    assert set_ == call(sandbox, "get", config).json()
+    # A release in flight is not touched by the config: only the next ones are.
+    canary = sandbox.state.create(target="production").id
+    assert call(sandbox, "patch", config, {"enabled": False}).json() == {"rollingRelease": None}
+    rr = call(sandbox, "get", RR.replace("{idOrName}", pid)).json()["rollingRelease"]
+    assert (rr["state"], rr["canaryDeployment"]["id"]) == ("ACTIVE", canary)
+    call(sandbox, "patch", config, {"enabled": True, "stages": STAGES})
+    assert call(sandbox, "delete", config).json() == {"rollingRelease": None}
+    assert call(sandbox, "get", config).json() == {"rollingRelease": None}
+
+
+def test_the_raw_patch_config_schema_refuses_every_right_answer():
+    """Why vercel_spec validates PATCH .../config against its typed branch: read as written,
+    the `oneOf` refuses both a right "off" and a right config. Should Vercel fix it, this fails
+    and the liberty can go."""
+    from openapi_schema_validator import OAS30ReadValidator
+
+    schema = spec.raw_document()["paths"][RR_CONFIG]["patch"]["responses"]["200"]["content"][
+        "application/json"]["schema"]
+    for right in ({"rollingRelease": None},
+                  {"rollingRelease": {"stages": [{"targetPercentage": 5}]}}):
+        assert not OAS30ReadValidator(schema).is_valid(right)
+        assert spec.errors(right, "patch", RR_CONFIG) == []
+    wrong = {"rollingRelease": {"stages": [{"targetPercentage": "5"}]}}
+    assert spec.errors(wrong, "patch", RR_CONFIG)
+
+
+def test_protection_bypass_secrets_are_added_and_revoked(tmp_path):
+    from atge_assets.sandbox.server import SandboxServer
+    from atge_assets.sandbox.state import SandboxState
+
+    first = "f" * 32
+    server = SandboxServer(("127.0.0.1", 0), SandboxState(tmp_path / "s.json"), token=TOKEN,
+                           protection_bypass=first)
+    server.start_background()
+    try:
+        pid, dep = server.state.world.project_id, server.state.world.production
+        url = BYPASS.replace("{idOrName}", pid)
+
+        def health(secret):
+            return httpx.get(f"{server.base_url}/d/{dep}/api/health", timeout=10,
+                             headers={"x-vercel-protection-bypass": secret}).status_code
+
+        made = call(server, "patch", url, {}).json()["protectionBypass"]
+        (second,) = set(made) - {first}
+        assert len(second) == 32 and health(second) == health(first) == 200
+        assert call(server, "patch", url, {"revoke": {"secret": first, "regenerate": False}}
+                    ).json()["protectionBypass"].keys() == {second}
+        assert health(first) == 401 and health(second) == 200
+        assert call(server, "patch", url, {"generate": {"secret": "short"}}).status_code == 400
+        assert call(server, "patch", url, {"revoke": {"secret": first, "regenerate": True}}
+                    ).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_every_answer_validates_against_the_excerpt(sandbox, world):
@@ -132,12 +243,6 @@ def test_the_fields_the_issue_names_are_sent(sandbox, world):
     assert {"projectId", "type", "creator", "inspectorUrl"} <= item.keys()
     full = call(sandbox, "get", f"/v13/deployments/{world['second']}").json()
     assert {"build", "env", "projectSettings", "isInConcurrentBuildsQueue"} <= full.keys()
-
-
-@pytest.mark.parametrize("method, path", sorted(NOT_SERVED))
-def test_operations_not_served_say_so(sandbox, method, path):
-    url = path.replace("{idOrName}", sandbox.state.world.project_id)
-    assert call(sandbox, method, url).status_code in (404, 501)
 
 
 def test_the_validator_refuses_the_old_sandbox_shapes(sandbox, world):

@@ -12,6 +12,11 @@ Two readings of the excerpt, both deliberate:
 - GET /v13/deployments/{idOrUrl} answers a `oneOf` of two overlapping branches (public fields;
   public and private fields): the private branch, what the owner's token gets, is the schema,
   which is stricter than the `anyOf` the excerpt's README suggests.
+- PATCH /v1/projects/{idOrName}/rolling-release/config answers a `oneOf` whose first branch
+  (`rollingRelease` present, anything) matches every answer the second does, so a right answer
+  matches both and fails `oneOf`, and only a wrong one (stages malformed) could pass. The second
+  branch (null, or the config with typed stages) is the schema: it validates all there is to
+  validate, and what it refuses the `oneOf` would too.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ SHARED_EXCERPT = (Path(__file__).resolve().parents[3].parent
                   / "shared/data/vercel-openapi/vercel-api-excerpt.json")
 URI = "urn:vercel-openapi-excerpt"
 V13 = "/v13/deployments/{idOrUrl}"
+RR_CONFIG = "/v1/projects/{idOrName}/rolling-release/config"
 DROP = object()  # an override that removes the field
 
 
@@ -50,6 +56,10 @@ def document() -> dict:
     private = content["schema"]["oneOf"][0]
     assert "build" in private["required"], "the v13 branches moved; pick the private one again"
     content["schema"] = private
+    content = doc["paths"][RR_CONFIG]["patch"]["responses"]["200"]["content"]["application/json"]
+    anything, typed = content["schema"]["oneOf"]
+    assert "properties" not in anything["properties"]["rollingRelease"], "the branches moved"
+    content["schema"] = typed
     return doc
 
 

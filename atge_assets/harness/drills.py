@@ -5,6 +5,11 @@
   rollback issued twice.
 - postgres restart: the Postgres server restarts while a benchmark run is in flight; the run is
   retried (run retries) and nothing recorded is lost.
+- poison (issue 15): the sandbox's deployment list carries one hostile answer at a time
+  (sandbox/poison.py: an entry from 2100, NaN or Infinity times, bad ids, 20,000 foreign entries,
+  a pending id answering 403, a 429 an hour long, a trickled answer); a real deployment made
+  meanwhile must still be benchmarked, its run requested within two sensor intervals. Runs on
+  `atge up` (SQLite) or the Topology alike.
 Figures are read back through the history store, the sandbox, and Dagster's GraphQL API (the
 UI's own client path).
 """
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.harness.stack import Topology, wait_until
+from atge_assets.sandbox.poison import KINDS as POISONS
 
 RUNS_QUERY = """
 query Runs($tags: [ExecutionTag!]) {
@@ -105,3 +111,97 @@ def postgres_restart_drill(topo: Topology, store: DeploymentHistory, *, timeout_
     out = summarize(topo, store, [dep])
     out["statuses"] = [r["status"] for r in runs_for(topo, dep)]
     return out
+
+
+# The list is unusable while these last: set for a while, the deployment made meanwhile; its
+# clock starts when they lift (a real 429 or trickle ends too, or nothing could be seen).
+# The trickle outlasts the sensor's tick deadline (40 s), so a tick meets it and must give up.
+LIFTING_S = {"rate_limit": 15.0, "slow": 50.0}
+# Poisons whose entries must land in `rejected_inputs` (the 403 one after the sensor's tries).
+REJECTS = {"future", "nan", "infinity", "bad_ids", "big_page", "forbidden"}
+
+SENSOR_TICKS = """
+query Ticks($after: Float) { repositoriesOrError { ... on RepositoryConnection { nodes {
+  sensors { name sensorState { ticks(afterTimestamp: $after, limit: 1000) {
+    status timestamp endTimestamp skipReason error { message } } } } } } } }"""
+RUNS_SINCE = """
+query Runs($after: Float) { runsOrError(filter: {createdAfter: $after}) {
+  ... on Runs { results { runId jobName status creationTime startTime endTime parentRunId
+                          tags { key value } } } } }"""
+
+
+def _ticks(system, after: float) -> list[dict]:
+    nodes = system.graphql(SENSOR_TICKS, {"after": after})["repositoriesOrError"]["nodes"]
+    return [t for n in nodes for s in n["sensors"] if s["name"] == "deployment_sensor"
+            for t in s["sensorState"]["ticks"]]
+
+
+def _benchmark_runs(system, after: float) -> list[dict]:
+    runs = system.graphql(RUNS_SINCE, {"after": after})["runsOrError"]["results"]
+    return [r for r in runs if r["jobName"] == "benchmark_deployment" and not r["parentRunId"]]
+
+
+def poison_drill(system, store: DeploymentHistory, kind: str, *, interval_s: float,
+                 timeout_s: float = 300) -> dict:
+    """One poison, then one real production deployment (as fast as its baseline: kept).
+
+    `system` is a harness Stack (`atge up`) or Topology: anything with `sandbox()`, `graphql()`.
+    Figures: seconds from the deployment's creation (or the poison's lift, if later) to its run
+    being requested and to its decision; benchmark runs requested and rows added to
+    `rejected_inputs` meanwhile; the sensor's ticks by status, with any error.
+    """
+    if kind not in POISONS:
+        raise ValueError(f"unknown poison {kind!r}; one of {', '.join(POISONS)}")
+    t0 = time.time()
+    lift_s = LIFTING_S.get(kind)
+    system.sandbox("POST", "/_sandbox/poison",
+                   {"kind": kind, **({"seconds": lift_s} if lift_s else {})})
+    try:
+        time.sleep(2 * interval_s)  # the sensor meets the poison first
+        dep = system.sandbox("POST", "/_sandbox/deployments", {})["id"]
+        created = next(d["created_ms"] for d in system.sandbox("GET", "/_sandbox/status")
+                       ["deployments"] if d["id"] == dep) / 1000
+        start = max(created, t0 + lift_s) if lift_s else created
+        decision = wait_until(lambda: store.decisions_for(dep), timeout_s, poll_s=1,
+                              what=f"a decision on {dep} under the {kind} poison")[0]
+        benchmarked = bool(store.latest_samples(dep))
+        if kind in REJECTS:  # recorded by the tick that met it (the 403 one after its tries)
+            try:
+                wait_until(lambda: any(r["created_at"] >= t0
+                                       for r in store.table_rows("rejected_inputs")),
+                           8 * interval_s, poll_s=1)
+            except TimeoutError:
+                pass  # reported as 0 below
+        poisoned = system.sandbox("GET", "/_sandbox/poison")["poison"]
+    finally:
+        system.sandbox("POST", "/_sandbox/poison", {"kind": None})
+    runs = _benchmark_runs(system, t0)
+    mine = [r for r in runs if {"key": "dagster/partition", "value": dep} in r["tags"]]
+    ticks = _ticks(system, t0)
+    rejected = [r for r in store.table_rows("rejected_inputs") if r["created_at"] >= t0]
+    requested_s = round(mine[0]["creationTime"] - start, 1) if mine else None
+    return {
+        "poison": kind,
+        "deployment": dep,
+        "benchmarked": benchmarked,
+        "decisions": [d["decision"] for d in store.decisions_for(dep)],
+        "requested_s": requested_s,
+        "decided_s": round(decision["created_at"] - start, 1),
+        "run_s": round(mine[0]["endTime"] - mine[0]["creationTime"], 1)
+        if mine and mine[0]["endTime"] else None,
+        "within_two_intervals": requested_s is not None and requested_s <= 2 * interval_s,
+        "measured_from": "lift" if lift_s else "creation",
+        "runs_requested": len(runs),
+        "runs_for_deployment": len(mine),
+        "rejected_inputs": len(rejected),
+        "rejected_sample": sorted({r["detail"][:160] for r in rejected})[:3],
+        "poisoned_answers": poisoned["answers"] if poisoned else None,
+        "ticks": dict(Counter(t["status"] for t in ticks)),
+        "longest_tick_s": round(max((t["endTimestamp"] - t["timestamp"] for t in ticks
+                                     if t["endTimestamp"]), default=0), 1),
+        "stopped_ticks": sorted({(t["skipReason"] or "")[:160] for t in ticks
+                                 if "cursor kept" in (t["skipReason"] or "")
+                                 or "stopped" in (t["skipReason"] or "")}),
+        "tick_errors": sorted({(t["error"] or {}).get("message", "")[:200] for t in ticks
+                               if t["status"] == "FAILURE"}),
+    }

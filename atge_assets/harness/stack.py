@@ -43,6 +43,9 @@ class Stack:
     def status(self) -> dict:
         return self.sandbox("GET", "/_sandbox/status")
 
+    def graphql(self, query: str, variables: dict | None = None, attempts: int = 10) -> dict:
+        return graphql(self.ui_url, query, variables, attempts)
+
     def wait_for(self, predicate, timeout_s: float, poll_s: float = 0.5):
         def check():
             if self.proc.poll() is not None:
@@ -197,18 +200,23 @@ class Topology:
             return False
 
     def graphql(self, query: str, variables: dict | None = None, attempts: int = 10) -> dict:
-        for attempt in range(attempts):
-            r = httpx.post(self.ui_url + "/graphql",
-                           json={"query": query, "variables": variables or {}}, timeout=30)
-            # Right after a database restart the webserver answers 500 until it reconnects.
-            if r.status_code < 500 or attempt + 1 == attempts:
-                break
-            time.sleep(2)
-        r.raise_for_status()
-        body = r.json()
-        if body.get("errors"):
-            raise RuntimeError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
+        return graphql(self.ui_url, query, variables, attempts)
+
+
+def graphql(ui_url: str, query: str, variables: dict | None = None, attempts: int = 10) -> dict:
+    """The webserver's GraphQL API, as the UI calls it; the `data` of the answer."""
+    for attempt in range(attempts):
+        r = httpx.post(ui_url + "/graphql",
+                       json={"query": query, "variables": variables or {}}, timeout=30)
+        # Right after a database restart the webserver answers 500 until it reconnects.
+        if r.status_code < 500 or attempt + 1 == attempts:
+            break
+        time.sleep(2)
+    r.raise_for_status()
+    body = r.json()
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
 
 
 def wait_until(predicate, timeout_s: float, poll_s: float = 0.5, what: str = "condition"):

@@ -5,8 +5,8 @@ Each module has `handle(handler, method, path, query) -> bool`: True when it ans
 The handler gives access to `handler.server.state` (the SandboxState) and `handler._body()`.
 """
 
-from atge_assets.sandbox import experiments, metrics
+from atge_assets.sandbox import experiments, metrics, poison
 
 
 def default_extensions() -> list:
-    return [metrics.handle, experiments.handle]
+    return [metrics.handle, experiments.handle, poison.handle]

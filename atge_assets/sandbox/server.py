@@ -14,7 +14,8 @@
           config asks for `canaryResponseHeader`)
 - Control (for `atge sandbox ...`): POST /_sandbox/deployments, GET /_sandbox/status,
           POST /_sandbox/faults, POST /_sandbox/rolling-release (the config: {"stages",
-          "advancementType", "canaryResponseHeader"}, or {"stages": null} to turn it off)
+          "advancementType", "canaryResponseHeader"}, or {"stages": null} to turn it off),
+          POST /_sandbox/poison (hostile list answers for the fault drills: poison.py)
 The Vercel routes want `Authorization: Bearer <token>`, as the real API does, so tests exercise
 the provider's header handling.
 """

@@ -35,6 +35,19 @@ mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
 """
 
 
+ADD_PARTITION = """
+mutation($r: RepositorySelector!, $k: String!) {
+  addDynamicPartition(repositorySelector: $r, partitionsDefName: "deployments", partitionKey: $k)
+  { __typename } }
+"""
+
+
+def audit_lines(gate: front.Front) -> list[dict]:
+    if not gate.audit_log.exists():
+        return []
+    return [json.loads(line) for line in gate.audit_log.read_text().splitlines()]
+
+
 def require_nginx() -> str:
     """Skip without nginx, with the reason, except under CI (CI=true), where a missing nginx is a
     failure: CI must never pass by skipping what it was asked to run."""
@@ -110,7 +123,9 @@ def test_only_authenticated_people_reach_the_webserver(tmp_path):
     home.mkdir()
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
            "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_HOME": str(home),
-           "ATGE_HOME": str(tmp_path / "atge")}
+           "ATGE_HOME": str(tmp_path / "atge"),
+           # For a launch of the benchmark job (an approval) to pass config; nothing is called.
+           "VERCEL_TOKEN": "front-test-token", "VERCEL_PROJECT_ID": "prj_front_test"}
     # The project's instance file: its run queue holds launched runs until a daemon takes them,
     # and no daemon runs here, so a launch is recorded and nothing executes.
     (home / "dagster.yaml").write_text(
@@ -166,15 +181,48 @@ def test_only_authenticated_people_reach_the_webserver(tmp_path):
         params = {"selector": {"repositoryLocationName": location,
                                "repositoryName": "__repository__",
                                "jobName": "releases_job"}, "runConfigData": {}}
-        for auth in (None, ("atge", "guess")):
+        for auth in (None, ("atge", "guess"), ("mallory", password)):
             assert gql(LAUNCH, {"p": params}, auth=auth).status_code == 401
         assert gql(RUNS).json()["data"]["runsOrError"]["results"] == []
+        # Refused attempts are attributed to nobody: not one audit line, whatever user they named.
+        assert audit_lines(gate) == []
         r = gql(LAUNCH, {"p": params})
         assert r.status_code == 200, r.text
         launched = r.json()["data"]["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         runs = gql(RUNS).json()["data"]["runsOrError"]["results"]
         assert [x["runId"] for x in runs] == [launched["run"]["runId"]]
+
+        # A person's approval, as the README says to give one: the deployment's partition, then
+        # `promotion` launched with {decision: accept, by}. The front's audit log names who was
+        # authenticated for each mutation, and what they typed as `by`; reads are not logged.
+        repo = {"repositoryLocationName": location, "repositoryName": "__repository__"}
+        r = gql(ADD_PARTITION, {"r": repo, "k": "dpl_audited"})
+        assert r.json()["data"]["addDynamicPartition"]["__typename"] == \
+            "AddDynamicPartitionSuccess", r.text
+        approve = {"selector": dict(repo, jobName="benchmark_deployment",
+                                    assetSelection=[{"path": ["promotion"]}]),
+                   "runConfigData": {"ops": {"promotion": {"config": {
+                       "decision": "accept", "by": "alice.ops"}}}},
+                   "executionMetadata": {"tags": [{"key": "dagster/partition",
+                                                   "value": "dpl_audited"}]}}
+        r = gql(LAUNCH, {"p": approve})
+        assert r.json()["data"]["launchRun"]["__typename"] == "LaunchRunSuccess", r.text
+        lines = wait_until(lambda: len(audit_lines(gate)) >= 3 and audit_lines(gate), 30, 0.2,
+                           what="three audit lines")
+        assert [(x["user"], x["mutation"], x["by"]) for x in lines] == [
+            ("atge", "launchRun", ""), ("atge", "addDynamicPartition", ""),
+            ("atge", "launchRun", "alice.ops")]
+        assert all(x["status"] == 200 and x["upstream_status"] == "200" for x in lines)
+        assert json.loads(lines[2]["body"])["variables"]["p"]["executionMetadata"] == \
+            approve["executionMetadata"]  # the body, to check the fields against
+        # GraphQL in the URL would run a mutation the audit log cannot see: refused.
+        sneaky = httpx.get(gate.url + "/graphql", auth=good, timeout=10, params={
+            "query": "mutation { launchRun(executionParams: {}) { __typename } }"})
+        assert sneaky.status_code == 403
+        # (Refused before authentication, so without credentials too; it tells nothing.)
+        assert httpx.get(gate.url + "/graphql?query=x", timeout=10).status_code == 403
+        assert len(audit_lines(gate)) == 3
 
         # The UI's live updates: a GraphQL websocket, upgraded through the front with credentials.
         from websockets.exceptions import InvalidStatus

@@ -1,6 +1,10 @@
 """Does every deployment end rolled back, kept or held, within its sample budget, and rightly?
 
     .venv/bin/python benchmarks/judge_accuracy.py [--reps 300] [--seed 20240611]
+        [--looks 12] [--alpha 0.02] [--beta 0.05] [--gamma 2] [--detect 1.5]
+
+The design flags try another sequential design than the graph's (sequential.py's constants):
+how the goals trade against each other is measured, not argued.
 
 Synthetic scenarios with a fixed seed: baseline and candidate latencies drawn from the same shape,
 the candidate multiplied by (1 + true change). Shapes: log-normal; log-normal with 5% outliers
@@ -17,7 +21,8 @@ decision is measure_more another round as big as the first, up to 12 looks (ATGE
 look 1 alone; `single` is one comparison judged as its own last look (`atge judge --batch` with
 no look). The plan's naive rules: `naive_single` rolls back if one candidate timing is more than
 10% above the baseline mean; `naive_mean` if the candidate mean is. `samples_used` is the mean
-number of samples a side over the first look's (1.0 = decided at once).
+number of samples a side over the first look's (1.0 = decided at once); the goal counts first
+looks of 20+ samples a side (the graph's default is 20), and the figure over 10-40 is printed too.
 
 Per-group figures go to stderr, one JSON object to stdout, and a one-line summary last to stderr.
 """
@@ -64,8 +69,9 @@ GOALS = {
                   _detect(0.50), "sequential"),
     "held": (0.01, "<=", "true change outside +5%..+15%, noise <= 20%",
              lambda s: not 0.05 <= s["change"] <= 0.15 and s["noise"] <= 0.20, "held"),
-    "samples_used": (1.4, "<=", "mean samples a side / first look's, noise <= 20%, all changes",
-                     lambda s: s["noise"] <= 0.20, "samples_used"),
+    "samples_used": (1.4, "<=", "mean samples a side / first look's, noise <= 20%, all changes, "
+                     "20+ samples per side", lambda s: s["noise"] <= 0.20 and s["n_min"] >= 20,
+                     "samples_used"),
 }
 RULES = ("sequential", "first_look", "single", "naive_single", "naive_mean")
 
@@ -101,18 +107,21 @@ def naive(baseline, candidate) -> tuple[bool, bool]:
 def sequential_run(baseline, candidate, n_b, n_c, looks):
     """The graph's protocol: look 1 on the first round, then one more round a side per look while
     the decision is measure_more. Returns (first verdict, last verdict, looks used)."""
-    first = last = judge(baseline[:n_b], candidate[:n_c], THRESHOLD, look=1, looks=looks)
+    budgets = dict(alpha=sequential.ALPHA, beta=sequential.BETA, looks=looks)
+    first = last = judge(baseline[:n_b], candidate[:n_c], THRESHOLD, look=1, **budgets)
     look = 1
     while last.decision == MEASURE_MORE:
         look += 1
         last = judge(baseline[:look * n_b], candidate[:look * n_c], THRESHOLD, look=look,
-                     looks=looks)
+                     **budgets)
     return first, last, look
 
 
 def scenario(rng, shape, sigma, change, error_rate=None, cand_error_rate=None,
-             cand_misses: float = 0.30, cand_miss_factor: float = 1.0, looks: int = LOOKS) -> dict:
+             cand_misses: float = 0.30, cand_miss_factor: float = 1.0, looks: int | None = None
+             ) -> dict:
     """One deployment: judged at the first look and, while measure_more, on more rounds."""
+    looks = LOOKS if looks is None else looks
     n_b, n_c = (int(v) for v in rng.integers(N_MIN, N_MAX + 1, 2))
     base_ms = float(np.exp(rng.uniform(np.log(5), np.log(500))))
     e = ERROR_RATES[rng.integers(len(ERROR_RATES))] if error_rate is None else error_rate
@@ -224,11 +233,22 @@ def time_batch(rows: list[dict], count: int) -> dict:
 
 
 def main() -> int:
+    global LOOKS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=300, help="scenarios per shape x noise x change")
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--batch", type=int, default=5000, help="comparisons for the run_batch timing")
+    ap.add_argument("--looks", type=int, default=LOOKS, help="planned looks (budget / first)")
+    ap.add_argument("--alpha", type=float, default=sequential.ALPHA)
+    ap.add_argument("--beta", type=float, default=sequential.BETA)
+    ap.add_argument("--gamma", type=float, default=sequential.GAMMA, help="HSD spending gamma")
+    ap.add_argument("--detect", type=float, default=sequential.DETECT,
+                    help="futility point, a multiple of the threshold")
     args = ap.parse_args()
+    # What-if designs: sequential.py reads these at call time, and the runs pass alpha and beta.
+    LOOKS = args.looks
+    sequential.ALPHA, sequential.BETA = args.alpha, args.beta
+    sequential.GAMMA, sequential.DETECT = args.gamma, args.detect
     err = sys.stderr
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -278,6 +298,7 @@ def main() -> int:
     # The indifference zone (+5%..+15%) is where deciding costs most, and either answer is fine.
     used_clear = float(np.mean([r["samples_used"] for r in rows if r["noise"] <= 0.20
                                 and not 0.05 <= r["change"] <= 0.15]))
+    used_all_n = float(np.mean(used))
     result = {
         "seed": args.seed, "scenarios": len(rows), "threshold": THRESHOLD,
         "grid": {"shapes": SHAPES, "noise": NOISES, "true_change": CHANGES,
@@ -288,7 +309,7 @@ def main() -> int:
                    "futility_at": f"+{sequential.DETECT * THRESHOLD:.0%}"},
         "goals": goals, "by_noise": by_noise,
         "samples_used_p95": float(np.percentile(used, 95)),
-        "samples_used_outside_5_15": used_clear,
+        "samples_used_outside_5_15": used_clear, "samples_used_10_40": used_all_n,
         "error_rate_regression": errors, "cache_miss_regression": misses,
         "slow_miss_regression": slow_misses, "batch": batch,
         "runtime_seconds": round(time.perf_counter() - started, 1),
@@ -298,9 +319,11 @@ def main() -> int:
     figures = "; ".join(
         f"{name} " + (f"x{g['ours']:.2f}" if name == "samples_used" else pct(g["ours"], 2).strip())
         + f" (goal {g['target']}{'' if g['met'] else ', NOT MET'})" for name, g in goals.items())
-    print(f"SUMMARY sequential judge, the graph's defaults, noise <= 20%: {figures}; goals met "
+    design = (f"looks {LOOKS}, alpha {sequential.ALPHA:g}, beta {sequential.BETA:g}, gamma "
+              f"{sequential.GAMMA:g}, futility at {sequential.DETECT:g} x threshold")
+    print(f"SUMMARY sequential judge ({design}), noise <= 20%: {figures}; goals met "
           f"{sum(g['met'] for g in goals.values())}/{len(goals)} (samples used x{used_clear:.2f} "
-          f"outside +5%..+15%); naive_mean false rollbacks "
+          f"outside +5%..+15%, x{used_all_n:.2f} with 10-40 first-look samples); naive_mean false rollbacks "
           f"{pct(goals['false_rollback']['naive_mean']).strip()}, detects +15% "
           f"{pct(goals['detect_15']['naive_mean']).strip()}; "
           f"{batch['comparisons_per_second']} comparisons/s", file=err)

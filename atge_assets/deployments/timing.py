@@ -6,6 +6,8 @@ regression signal of its own and a silent drop would flatter a broken deployment
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping
@@ -85,6 +87,17 @@ CANDIDATE = "candidate"
 REFERENCE = "reference"
 
 
+def _same_request(spec: MetricSpec) -> tuple:
+    return (spec.method.upper(), spec.path, json.dumps(spec.body, sort_keys=True), spec.timeout_s)
+
+
+def _as_metric(s: Sample, spec: MetricSpec) -> Sample:
+    """The sample of `spec` read off a response timed for another metric of the same request."""
+    value = s.phases.get(spec.phase, s.wall_ms) if spec.phase else s.wall_ms
+    return dataclasses.replace(s, metric=spec.name, value_ms=value if s.ok else None,
+                               phases=dict(s.phases))
+
+
 def measure(
     base_url: str,
     suite: Suite,
@@ -100,26 +113,34 @@ def measure(
     With `reference_url` (the production deployment to compare with), the two are measured in
     alternation within the same run, A B B A A B ..., so drift in the network, the machine or the
     provider hits both alike and the order of a pair never favours one side.
-    `seq_start` numbers the samples of a later round after those already taken. `headers` go
-    with every request (the protection bypass).
+    Metrics that are phases of the same request (the default suite's collect, ai and end-to-end
+    are all one POST /analyze) are read off one response: timing that request three times over
+    tripled the time a look takes and measured nothing more. `seq_start` numbers the samples of
+    a later round after those already taken. `headers` go with every request (the protection
+    bypass).
     """
     targets = [(CANDIDATE, base_url)] + ([(REFERENCE, reference_url)] if reference_url else [])
+    groups: dict[tuple, list[MetricSpec]] = {}
+    for spec in suite.metrics:
+        groups.setdefault(_same_request(spec), []).append(spec)
     own = client is None
     client = client or httpx.Client(
         headers={"user-agent": "atge-benchmark/0.1", **(headers or {})})
     samples: list[Sample] = []
     try:
-        for spec in suite.metrics:
+        for specs in groups.values():
             for i in range(suite.warmup):
                 for _, url in targets:
-                    time_request(client, url, spec, -1 - i)
+                    time_request(client, url, specs[0], -1 - i)
             for i in range(seq_start, seq_start + suite.samples):
                 for name, url in (targets if i % 2 == 0 else targets[::-1]):
-                    s = time_request(client, url, spec, i)
-                    s.target = name
-                    samples.append(s)
-                    if on_sample:
-                        on_sample(s)
+                    timed = time_request(client, url, specs[0], i)
+                    timed.target = name
+                    for spec in specs:
+                        s = timed if spec is specs[0] else _as_metric(timed, spec)
+                        samples.append(s)
+                        if on_sample:
+                            on_sample(s)
     finally:
         if own:
             client.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from atge_assets.deployments.judge import (
     INCONCLUSIVE,
     PASS,
     REGRESSED,
+    VERDICTS,
     Verdict,
     _modes,
     judge,
@@ -416,12 +416,16 @@ def test_run_batch_judges_good_lines_and_reports_bad_ones():
     assert "candidate" in errors[1]["error"] and "'x'" in errors[2]["error"]
 
 
-def test_run_batch_is_fast():
+def test_run_batch_judges_a_thousand_lines():
+    # Its speed (thousands a second) is measured by benchmarks/judge_accuracy.py, not asserted:
+    # a timed assertion fails on a busy machine, not on a slow judge.
     lines = [json.dumps({"id": i, "baseline": lognormal(i, 30), "candidate": lognormal(i + 1, 30)})
              for i in range(1000)]
-    start = time.perf_counter()
-    assert run_batch(lines, io.StringIO()) == 0
-    assert time.perf_counter() - start < 2.0  # ~0.25 s on a laptop core; thousands a second
+    out = io.StringIO()
+    assert run_batch(lines, out) == 0
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["id"] for r in rows] == list(range(1000))
+    assert all(r["verdict"] in VERDICTS and r["decision"] for r in rows)
 
 
 @pytest.mark.parametrize("change", [0.24, 1.0, 1.3])

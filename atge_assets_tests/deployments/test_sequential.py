@@ -27,6 +27,16 @@ def test_spending_is_hwang_shih_decani():
     assert sequential.spent(1.7, 0.1) == pytest.approx(0.1)  # past the budget: all spent
 
 
+def test_default_gamma_is_read_when_called(monkeypatch):
+    # benchmarks/judge_accuracy.py --gamma tries another design by setting GAMMA; a default bound
+    # at import would silently measure the old one.
+    first = sequential.Design(12).alpha_at(1)
+    assert sequential.spent(0.5, 0.02) == pytest.approx(sequential.spent(0.5, 0.02, 2.0))
+    monkeypatch.setattr(sequential, "GAMMA", 4.0)
+    assert sequential.spent(0.5, 0.02) == pytest.approx(sequential.spent(0.5, 0.02, 4.0))
+    assert sequential.Design(12).alpha_at(1) > first
+
+
 def test_design_rounds_up_to_whole_looks_and_rejects_nonsense():
     assert sequential.design(20, 160).looks == 8
     assert sequential.design(30, 100).looks == 4  # the last round may be cut short

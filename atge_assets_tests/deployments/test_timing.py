@@ -62,3 +62,54 @@ def test_measure_records_timeouts_and_refusals(sandbox):
         refused = measure("http://127.0.0.1:9/d/x", Suite(samples=3, warmup=0, metrics=(
             MetricSpec("health", "/api/health", timeout_s=1),)), client=c)
     assert len(refused) == 3 and all(not s.ok and s.error for s in refused)
+
+
+def test_phases_of_one_request_are_read_off_one_response():
+    """Metrics that are phases of the same request cost one request a sample, not one each; a
+    failed response fails every metric read off it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            hits.append(self.path)
+            status = 500 if len(hits) == 3 else 200
+            self.send_response(status)
+            self.send_header("server-timing", f"collect;dur={len(hits)}, ai;dur={100 + len(hits)}")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        body = {"symbol": "BTC"}
+        suite = Suite(samples=4, warmup=1, metrics=(
+            MetricSpec("data_collection", "/analyze", "POST", body, phase="collect"),
+            MetricSpec("ai_analysis", "/analyze", "POST", dict(body), phase="ai"),
+            MetricSpec("end_to_end", "/analyze", "POST", body),
+        ))
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        samples = measure(f"{base}/a", suite, reference_url=f"{base}/b")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(hits) == 2 * (1 + 4)  # two deployments, one warm-up and four samples each
+    assert len(samples) == 3 * 2 * 4
+    for seq in range(4):
+        for target in ("candidate", "reference"):
+            one = [s for s in samples if s.seq == seq and s.target == target]
+            assert sorted(s.metric for s in one) == ["ai_analysis", "data_collection", "end_to_end"]
+            got = {s.metric: s for s in one}
+            assert len({s.wall_ms for s in one}) == 1 and len({s.ok for s in one}) == 1
+            if got["end_to_end"].ok:
+                assert got["ai_analysis"].value_ms == got["data_collection"].value_ms + 100
+                assert got["end_to_end"].value_ms == got["end_to_end"].wall_ms
+            else:
+                assert all(s.value_ms is None and s.status == 500 for s in one)
+    assert sum(not s.ok for s in samples) == 3  # the third request (first sample) failed

@@ -18,6 +18,20 @@ from pathlib import Path
 from atge_assets.deployments.history import DeploymentHistory
 from atge_assets.harness import stack
 
+# creationTime is when the sensor's run request became a run; startTime when the run worker began.
+RUNS = """query Runs($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
+  ... on Runs { results { creationTime startTime } } } }"""
+
+
+def phases(s, deployment_id: str, t0: float, t_done: float) -> dict:
+    """Where a trial's seconds went: until the run existed (sensor interval and tick), until it
+    started (queue and run-worker start-up), and the run itself up to the rollback."""
+    runs = s.graphql(RUNS, {"tags": [{"key": "dagster/partition", "value": deployment_id}]})
+    first = min(runs["runsOrError"]["results"], key=lambda r: r["creationTime"])
+    created, started = first["creationTime"], first["startTime"] or t_done
+    return {"to_run_s": round(created - t0, 1), "queue_and_start_s": round(started - created, 1),
+            "in_run_s": round(t_done - started, 1)}
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -27,7 +41,7 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="atge-bench-"))
     t_start = time.time()
     s = stack.start(home)
-    seconds = []
+    seconds, breakdown = [], []
     try:
         s.wait_for(s.ui_ready, 300)
         startup = time.time() - t_start
@@ -39,13 +53,16 @@ def main() -> int:
             t0 = time.time()
             dep = s.deploy(slowdown=args.slowdown)
             s.wait_for(lambda: len(s.status()["rollbacks"]) > before, 300, poll_s=0.2)
-            seconds.append(round(time.time() - t0, 1))
-            print(f"trial {i + 1}: {dep} rolled back after {seconds[-1]} s", file=sys.stderr)
+            t_done = time.time()
+            seconds.append(round(t_done - t0, 1))
+            breakdown.append(phases(s, dep, t0, t_done))
+            print(f"trial {i + 1}: {dep} rolled back after {seconds[-1]} s {breakdown[-1]}",
+                  file=sys.stderr)
     finally:
         s.stop()
     out = {
         "trials": len(seconds), "seconds": seconds, "median_s": statistics.median(seconds),
-        "max_s": max(seconds), "goal_s": 20, "startup_s": round(startup, 1),
+        "max_s": max(seconds), "goal_s": 20, "phases": breakdown, "startup_s": round(startup, 1),
         "slowdown": args.slowdown,
     }
     print(json.dumps(out))

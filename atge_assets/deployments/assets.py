@@ -20,7 +20,7 @@ from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments import drift
 from atge_assets.deployments import judge as judge_mod
-from atge_assets.deployments import release, sequential, targets
+from atge_assets.deployments import release, sequential, smoke, targets
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.releases import COLUMNS, release_rows, summary
@@ -345,16 +345,16 @@ def _approver(context: dg.AssetExecutionContext, config: PersonDecision) -> str:
             or f"a person (run {context.run_id[:8]})")
 
 
-SMOKE_NAMES = [s.name for s in DEFAULT_SMOKE]
-
-
 @dg.asset(
     partitions_def=deployments_partitions,
     group_name=GROUP,
     kinds={"python"},
+    # Partitioned checks: each deployment's page shows its own results, and a failure stays on
+    # its partition whatever later deployments do (see smoke.severity for the node's color).
     check_specs=[dg.AssetCheckSpec(f"smoke_{n}", asset="smoke_tests",
+                                   partitions_def=deployments_partitions,
                                    description=f"the `{n}` endpoint answers, in shape and in time")
-                 for n in SMOKE_NAMES],
+                 for n in smoke.DEFAULT_NAMES],
     description="Smoke tests of the deployment's endpoints: status, JSON shape and time. A "
     "failure on production leads to a rollback; on a preview it blocks promotion.",
 )
@@ -375,29 +375,28 @@ def smoke_tests(
     for r in results:
         (context.log.info if r.passed else context.log.warning)(
             f"smoke {r.name}: {'passed' if r.passed else 'FAILED'}: {'; '.join(r.reasons)}")
-    by_name = {r.name: r for r in results}
-    # Checks are declared for the default names; a custom suite reports its own in metadata.
-    for name in SMOKE_NAMES:
-        r = by_name.get(name)
-        yield dg.AssetCheckResult(
-            check_name=f"smoke_{name}", passed=r.passed if r else True,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"status": r.status if r and r.status is not None else -1,
-                      "ms": round(r.ms, 1) if r and r.ms is not None else -1.0,
-                      "limit_ms": round(r.limit_ms, 1) if r else -1.0,
-                      "reasons": "; ".join(r.reasons) if r else "not in the configured suite"})
+    live = _is_live(context, vercel, dep)
+    for kw in smoke.check_results(results, live):
+        yield dg.AssetCheckResult(**dict(kw, severity=dg.AssetCheckSeverity[kw["severity"]]))
     yield dg.MaterializeResult(metadata={
         "passed": not failed,
         "failed": ", ".join(failed) or "none",
+        "live_production": live,
         "results": dg.MetadataValue.table(
-            [dg.TableRecord({"name": r.name, "passed": r.passed, "status": r.status,
-                             "ms": r.ms, "limit_ms": r.limit_ms, "reasons": "; ".join(r.reasons)})
-             for r in results],
-            schema=dg.TableSchema(columns=[
-                dg.TableColumn("name", "string"), dg.TableColumn("passed", "bool"),
-                dg.TableColumn("status", "int"), dg.TableColumn("ms", "float"),
-                dg.TableColumn("limit_ms", "float"), dg.TableColumn("reasons", "string")])),
+            [dg.TableRecord(r) for r in smoke.table_rows(results)], schema=dg.TableSchema(
+                columns=[dg.TableColumn(c, t) for c, t in smoke.TABLE_COLUMNS])),
     })
+
+
+def _is_live(context, vercel: VercelResource, dep: Deployment) -> bool:
+    """Whether production serves `dep` now; unknown is live for a production deployment (its
+    failure is not to be played down on a guess)."""
+    try:
+        with vercel.client() as client:
+            return client.production_deployment_id() == dep.id
+    except (ProviderError, MalformedPayload, httpx.HTTPError) as exc:
+        context.log.warning(f"could not read production: {type(exc).__name__}")
+        return dep.target == "production"
 
 
 @dg.asset(

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 import pytest
+from dagster._core.event_api import PartitionKeyFilter
 
 from atge_assets.deployments.assets import promotion, rollback
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
@@ -34,6 +35,16 @@ def checks(result):
     return {e.check_name: e.passed for e in evals}
 
 
+def latest_check(instance, name, partition):
+    """(passed, severity) of the newest result of smoke check `name` on one partition."""
+    key = dg.AssetCheckKey(dg.AssetKey("smoke_tests"), name)
+    rec = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [key], partition_filter=PartitionKeyFilter(key=partition))[key]
+    ev = rec.event.dagster_event.asset_check_evaluation_data
+    assert ev.partition == partition
+    return ev.passed, ev.severity.value
+
+
 def test_healthy_preview_is_smoke_tested_and_promoted_once(sandbox, instance, resources, store):
     run(instance, resources, sandbox.state.world.production)
     preview = sandbox.state.create(target="preview").id
@@ -57,6 +68,13 @@ def test_failing_preview_is_blocked(sandbox, instance, resources, store):
     assert md["decision"] == "blocked" and "smoke tests failed" in md["reason"]
     assert sandbox.state.world.production == first
     assert "promotion_blocked" in [d["decision"] for d in store.decisions_for(broken)]
+    # Each result is recorded on its deployment's partition: the next deployment's pass does
+    # not hide this failure, and a preview's failure is a warning (production is unaffected).
+    healthy = sandbox.state.create(target="preview").id
+    assert all(checks(run(instance, resources, healthy)).values())
+    assert latest_check(instance, "smoke_analyze", broken) == (False, "WARN")
+    assert latest_check(instance, "smoke_analyze", healthy) == (True, "WARN")
+    assert latest_check(instance, "smoke_health", broken) == (True, "WARN")
 
 
 def test_manual_promotion_when_auto_is_off(sandbox, instance, resources):
@@ -89,6 +107,9 @@ def test_failed_smoke_on_production_rolls_back(sandbox, instance, resources, sto
                          "expect_keys": ["database"], "max_ms": 2000}])
     r = run(instance, dict(resources, policy=ReleasePolicyResource(smoke_json=smoke)), bad)
     assert checks(r)["smoke_health"] is False
+    # Live production failing is what a red node means.
+    assert latest_check(instance, "smoke_health", bad) == (False, "ERROR")
+    assert latest_check(instance, "smoke_health", first) == (True, "WARN")
     rb = metadata(r, "rollback")
     assert rb["decision"] == "rolled_back" and "smoke tests failed: health" in rb["reason"]
     assert sandbox.state.world.production == first

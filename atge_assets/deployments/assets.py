@@ -16,7 +16,6 @@ import time
 import dagster as dg
 import httpx
 
-from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments import drift
 from atge_assets.deployments import judge as judge_mod
@@ -226,7 +225,6 @@ def baseline_comparison(
     vercel: VercelResource,
     history: HistoryResource,
     benchmark: BenchmarkResource,
-    notifier: NotifierResource,
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = DeploymentHistory(history.engine())
@@ -276,12 +274,11 @@ def baseline_comparison(
         context.log.warning(f"{dep_id} held at look {len(rounds)} of {looks}: the reference "
                             "deployment is gone")
     store.record_comparison(dep_id, context.run_id, rows, overall)
-    alerts = release.perf_alerts(suite, dep_id, rows, run_url=notifier.run_url(context.run_id),
-                          run_id=context.run_id)
-    for event in alerts:
-        context.log.warning(event.title)
-        for d in notifier.send(event, store.engine):
-            context.log.info(f"notification: {d}")
+    # Above the absolute limits is told by the decision that follows (rollback or promotion),
+    # in its one message: shown here, sent there.
+    over = [m["metric"] for m in release.over_limits(suite, rows)]
+    if over:
+        context.log.warning(f"{dep_id}: above the absolute limit: {', '.join(over)}")
     head = cmp.summary(dep_id, overall, rows)
     # The judge's first reason starts with the verdict already: not said twice.
     lines = [f"**{head}**", ""] + [f"- `{r['metric']}` " + "; ".join(r["details"]["reasons"])
@@ -311,7 +308,7 @@ def baseline_comparison(
         "reasons": dg.MetadataValue.md("\n".join(lines)),
         "rounds": dg.MetadataValue.md("\n".join(
             f"{r['round']}. {r['samples']} samples: {r['verdicts']}" for r in rounds)),
-        "alerts": dg.MetadataValue.md("\n".join(f"- {e.title}" for e in alerts) or "none"),
+        "over_limit": ", ".join(over) or "none",
         "max_change_pct": round(max((r["change"] * 100 for r in rows
                                      if r["change"] is not None), default=None) or 0.0, 1),
     })
@@ -415,6 +412,7 @@ def promotion(
     history: HistoryResource,
     policy: ReleasePolicyResource,
     notifier: NotifierResource,
+    benchmark: BenchmarkResource,
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = DeploymentHistory(history.engine())
@@ -444,13 +442,11 @@ def promotion(
     if dep.target != "production":
         _tag_run(context, dep.verdict, decision)
     deliveries = []
-    if decision in ("promoted", "held"):
-        ids = dict(run_url=notifier.run_url(context.run_id), run_id=context.run_id,
-                   deployment_url=dep.url)
-        event = (notify.promotion_event(dep_id, reason, **ids) if decision == "promoted" else
-                 notify.held_event(dep_id, reason, metrics=store.latest_comparison_rows(dep_id),
-                                   **ids))
-        deliveries = [str(d) for d in notifier.send(event, store.engine)]
+    if dep.target != "production":
+        events = release.promotion_events(store, dep, decision, reason, benchmark.suite(),
+                                          person=person, run_url=notifier.run_url(context.run_id),
+                                          run_id=context.run_id)
+        deliveries = [str(d) for e in events for d in notifier.send(e, store.engine)]
         for d in deliveries:
             context.log.info(f"notification: {d}")
     return dg.MaterializeResult(metadata={

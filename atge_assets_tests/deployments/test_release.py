@@ -1,5 +1,6 @@
 """The release gate end to end on the sandbox: smoke checks, promotion, notifications."""
 
+import dataclasses
 import json
 
 import dagster as dg
@@ -8,6 +9,7 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from atge_assets.deployments.assets import promotion, rollback
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
+from atge_assets.deployments.suite import DEFAULT_SUITE, metrics_to_json
 from atge_assets.notify.resources import NotifierResource
 from atge_assets_tests.conftest import json_receiver
 from atge_assets_tests.deployments.helpers import GRAPH, metadata
@@ -204,3 +206,60 @@ def test_a_failing_channel_never_blocks_the_rollback(sandbox, instance, resource
     r = run(instance, res, slow)
     md = metadata(r, "rollback")
     assert md["decision"] == "rolled_back" and "failed" in md["notifications"]
+
+
+def _channels(receiver):
+    return NotifierResource(slack_webhook_url=receiver.url + "/slack",
+                            pagerduty_routing_key=ROUTING_KEY,
+                            pagerduty_events_url=receiver.url + "/pd")
+
+
+def test_a_preview_promoted_above_its_limits_is_one_message(sandbox, instance, resources,
+                                                            receiver):
+    res = dict(resources, notifier=_channels(receiver))
+    run(instance, res, sandbox.state.world.production)
+    receiver.got.clear()
+    # A plan whose end-to-end limit (20 s x 1.1, scaled) is below what the sandbox serves (25 s):
+    # no slower than production, so promoted, and above its absolute limit.
+    strict = metrics_to_json(tuple(dataclasses.replace(m, baseline_ms=20_000)
+                                   if m.name == "end_to_end" else m for m in DEFAULT_SUITE))
+    res = dict(res, benchmark=BenchmarkResource(samples=12, warmup=1, baseline_scale=0.005,
+                                                suite_json=strict))
+    preview = sandbox.state.create(target="preview").id
+    r = run(instance, res, preview)
+    assert metadata(r, "baseline_comparison")["over_limit"] == "end_to_end"
+    assert metadata(r, "promotion")["decision"] == "promoted"
+    # One message for the one decision: the promotion, saying which metric is above its limit
+    # and naming the others; it pages (on the deployment's incident) as the alert did.
+    (msg,) = _sent(receiver, "/slack")
+    assert msg["text"].startswith(f":warning: Promoted {preview}: end_to_end above its limit")
+    fields = " ".join(f["text"] for b in msg["blocks"] for f in b.get("fields", []))
+    assert "*data_collection*" in fields and "(limit " in fields
+    (page,) = _sent(receiver, "/pd")
+    assert (page["event_action"], page["dedup_key"]) == ("trigger", f"atge-{preview}")
+    assert_block_kit(msg)
+    assert_events_v2(page)
+
+
+def test_accepting_a_held_preview_resolves_its_incident(sandbox, instance, resources, receiver):
+    res = dict(resources, notifier=_channels(receiver))
+    run(instance, res, sandbox.state.world.production)
+    receiver.got.clear()
+    tiny = dict(res, benchmark=BenchmarkResource(samples=3, max_samples=3, warmup=0,
+                                                 baseline_scale=0.005))
+    preview = sandbox.state.create(target="preview").id
+    assert metadata(run(instance, tiny, preview), "promotion")["decision"] == "held"
+    (page,) = _sent(receiver, "/pd")
+    assert (page["event_action"], page["dedup_key"]) == ("trigger", f"atge-{preview}")
+    ok = dg.materialize([promotion], partition_key=preview, resources=res, instance=instance,
+                        run_config={"ops": {"promotion": {"config": {"decision": "accept",
+                                                                      "by": "carol"}}}})
+    assert metadata(ok, "promotion")["decision"] == "promoted"
+    # The person's decision is one follow-up on the hold's incident, saying what it did.
+    (asked, answer) = _sent(receiver, "/slack")
+    assert "held" in asked["text"]
+    assert "Recovered" in answer["text"] and "accepted: promoted to production" in answer["text"]
+    assert "approved by carol after being held" in json.dumps(answer["blocks"])
+    assert _sent(receiver, "/pd")[1:] == [{"routing_key": ROUTING_KEY, "event_action": "resolve",
+                                           "dedup_key": f"atge-{preview}"}]
+    assert_block_kit(answer)

@@ -12,6 +12,7 @@ every number stays queryable in SQL after the run.
 
 import dataclasses
 import time
+import warnings
 
 import dagster as dg
 import httpx
@@ -274,8 +275,7 @@ def baseline_comparison(
         context.log.warning(f"{dep_id} held at look {len(rounds)} of {looks}: the reference "
                             "deployment is gone")
     store.record_comparison(dep_id, context.run_id, rows, overall)
-    # Above the absolute limits is told by the decision that follows (rollback or promotion),
-    # in its one message: shown here, sent there.
+    # Shown here; announced by the decision that follows (rollback, promotion), in its message.
     over = [m["metric"] for m in release.over_limits(suite, rows)]
     if over:
         context.log.warning(f"{dep_id}: above the absolute limit: {', '.join(over)}")
@@ -342,16 +342,22 @@ def _approver(context: dg.AssetExecutionContext, config: PersonDecision) -> str:
             or f"a person (run {context.run_id[:8]})")
 
 
+with warnings.catch_warnings():
+    # Partitioned checks (a preview in the pinned Dagster, as load_test's): each deployment's page
+    # shows its own results, and a failure stays on its partition whatever later deployments do
+    # (see smoke.severity for the node's color).
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    SMOKE_CHECKS = [dg.AssetCheckSpec(f"smoke_{n}", asset="smoke_tests",
+                                      partitions_def=deployments_partitions,
+                                      description=f"the `{n}` endpoint answers, in shape and time")
+                    for n in smoke.DEFAULT_NAMES]
+
+
 @dg.asset(
     partitions_def=deployments_partitions,
     group_name=GROUP,
     kinds={"python"},
-    # Partitioned checks: each deployment's page shows its own results, and a failure stays on
-    # its partition whatever later deployments do (see smoke.severity for the node's color).
-    check_specs=[dg.AssetCheckSpec(f"smoke_{n}", asset="smoke_tests",
-                                   partitions_def=deployments_partitions,
-                                   description=f"the `{n}` endpoint answers, in shape and in time")
-                 for n in smoke.DEFAULT_NAMES],
+    check_specs=SMOKE_CHECKS,
     description="Smoke tests of the deployment's endpoints: status, JSON shape and time. A "
     "failure on production leads to a rollback; on a preview it blocks promotion.",
 )
@@ -386,8 +392,7 @@ def smoke_tests(
 
 
 def _is_live(context, vercel: VercelResource, dep: Deployment) -> bool:
-    """Whether production serves `dep` now; unknown is live for a production deployment (its
-    failure is not to be played down on a guess)."""
+    """Whether production serves `dep` now; unknown: live if a production deployment."""
     try:
         with vercel.client() as client:
             return client.production_deployment_id() == dep.id

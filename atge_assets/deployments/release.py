@@ -153,8 +153,9 @@ def promotion_events(store: DeploymentHistory, dep, decision: str, reason: str, 
             alert, title=f"Promoted {dep.id}: {alert.title.removesuffix(f' on {dep.id}')}",
             decision="promoted to production above the absolute limit", reason=reason,
             metrics=metrics)]
-    if person and dep.verdict == HELD and decision in ("promoted", "rejected"):
-        outcome = "promoted to production" if decision == "promoted" else "never promoted"
+    if person and dep.verdict == HELD:  # answered, whatever followed (blocked, skipped too)
+        outcome = {"promoted": "promoted to production", "rejected": "never promoted"}.get(
+            decision, decision.replace("_", " "))
         return [_hold_resolved(dep.id, reason, f"{person}ed: {outcome}",
                                {k: ids[k] for k in ("run_url", "run_id")}, metrics)]
     if decision == "promoted":

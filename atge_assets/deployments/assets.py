@@ -12,15 +12,15 @@ every number stays queryable in SQL after the run.
 
 import dataclasses
 import time
+import warnings
 
 import dagster as dg
 import httpx
 
-from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments import drift
 from atge_assets.deployments import judge as judge_mod
-from atge_assets.deployments import release, sequential, targets
+from atge_assets.deployments import release, sequential, smoke, targets
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
 from atge_assets.deployments.partitions import deployments_partitions
 from atge_assets.deployments.releases import COLUMNS, release_rows, summary
@@ -226,7 +226,6 @@ def baseline_comparison(
     vercel: VercelResource,
     history: HistoryResource,
     benchmark: BenchmarkResource,
-    notifier: NotifierResource,
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = DeploymentHistory(history.engine())
@@ -276,12 +275,10 @@ def baseline_comparison(
         context.log.warning(f"{dep_id} held at look {len(rounds)} of {looks}: the reference "
                             "deployment is gone")
     store.record_comparison(dep_id, context.run_id, rows, overall)
-    alerts = release.perf_alerts(suite, dep_id, rows, run_url=notifier.run_url(context.run_id),
-                          run_id=context.run_id)
-    for event in alerts:
-        context.log.warning(event.title)
-        for d in notifier.send(event, store.engine):
-            context.log.info(f"notification: {d}")
+    # Shown here; announced by the decision that follows (rollback, promotion), in its message.
+    over = [m["metric"] for m in release.over_limits(suite, rows)]
+    if over:
+        context.log.warning(f"{dep_id}: above the absolute limit: {', '.join(over)}")
     head = cmp.summary(dep_id, overall, rows)
     # The judge's first reason starts with the verdict already: not said twice.
     lines = [f"**{head}**", ""] + [f"- `{r['metric']}` " + "; ".join(r["details"]["reasons"])
@@ -311,7 +308,7 @@ def baseline_comparison(
         "reasons": dg.MetadataValue.md("\n".join(lines)),
         "rounds": dg.MetadataValue.md("\n".join(
             f"{r['round']}. {r['samples']} samples: {r['verdicts']}" for r in rounds)),
-        "alerts": dg.MetadataValue.md("\n".join(f"- {e.title}" for e in alerts) or "none"),
+        "over_limit": ", ".join(over) or "none",
         "max_change_pct": round(max((r["change"] * 100 for r in rows
                                      if r["change"] is not None), default=None) or 0.0, 1),
     })
@@ -345,16 +342,22 @@ def _approver(context: dg.AssetExecutionContext, config: PersonDecision) -> str:
             or f"a person (run {context.run_id[:8]})")
 
 
-SMOKE_NAMES = [s.name for s in DEFAULT_SMOKE]
+with warnings.catch_warnings():
+    # Partitioned checks (a preview in the pinned Dagster, as load_test's): each deployment's page
+    # shows its own results, and a failure stays on its partition whatever later deployments do
+    # (see smoke.severity for the node's color).
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    SMOKE_CHECKS = [dg.AssetCheckSpec(f"smoke_{n}", asset="smoke_tests",
+                                      partitions_def=deployments_partitions,
+                                      description=f"the `{n}` endpoint answers, in shape and time")
+                    for n in smoke.DEFAULT_NAMES]
 
 
 @dg.asset(
     partitions_def=deployments_partitions,
     group_name=GROUP,
     kinds={"python"},
-    check_specs=[dg.AssetCheckSpec(f"smoke_{n}", asset="smoke_tests",
-                                   description=f"the `{n}` endpoint answers, in shape and in time")
-                 for n in SMOKE_NAMES],
+    check_specs=SMOKE_CHECKS,
     description="Smoke tests of the deployment's endpoints: status, JSON shape and time. A "
     "failure on production leads to a rollback; on a preview it blocks promotion.",
 )
@@ -375,29 +378,27 @@ def smoke_tests(
     for r in results:
         (context.log.info if r.passed else context.log.warning)(
             f"smoke {r.name}: {'passed' if r.passed else 'FAILED'}: {'; '.join(r.reasons)}")
-    by_name = {r.name: r for r in results}
-    # Checks are declared for the default names; a custom suite reports its own in metadata.
-    for name in SMOKE_NAMES:
-        r = by_name.get(name)
-        yield dg.AssetCheckResult(
-            check_name=f"smoke_{name}", passed=r.passed if r else True,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"status": r.status if r and r.status is not None else -1,
-                      "ms": round(r.ms, 1) if r and r.ms is not None else -1.0,
-                      "limit_ms": round(r.limit_ms, 1) if r else -1.0,
-                      "reasons": "; ".join(r.reasons) if r else "not in the configured suite"})
+    live = _is_live(context, vercel, dep)
+    for kw in smoke.check_results(results, live):
+        yield dg.AssetCheckResult(**dict(kw, severity=dg.AssetCheckSeverity[kw["severity"]]))
     yield dg.MaterializeResult(metadata={
         "passed": not failed,
         "failed": ", ".join(failed) or "none",
+        "live_production": live,
         "results": dg.MetadataValue.table(
-            [dg.TableRecord({"name": r.name, "passed": r.passed, "status": r.status,
-                             "ms": r.ms, "limit_ms": r.limit_ms, "reasons": "; ".join(r.reasons)})
-             for r in results],
-            schema=dg.TableSchema(columns=[
-                dg.TableColumn("name", "string"), dg.TableColumn("passed", "bool"),
-                dg.TableColumn("status", "int"), dg.TableColumn("ms", "float"),
-                dg.TableColumn("limit_ms", "float"), dg.TableColumn("reasons", "string")])),
+            [dg.TableRecord(r) for r in smoke.table_rows(results)], schema=dg.TableSchema(
+                columns=[dg.TableColumn(c, t) for c, t in smoke.TABLE_COLUMNS])),
     })
+
+
+def _is_live(context, vercel: VercelResource, dep: Deployment) -> bool:
+    """Whether production serves `dep` now; unknown: live if a production deployment."""
+    try:
+        with vercel.client() as client:
+            return client.production_deployment_id() == dep.id
+    except (ProviderError, MalformedPayload, httpx.HTTPError) as exc:
+        context.log.warning(f"could not read production: {type(exc).__name__}")
+        return dep.target == "production"
 
 
 @dg.asset(
@@ -416,6 +417,7 @@ def promotion(
     history: HistoryResource,
     policy: ReleasePolicyResource,
     notifier: NotifierResource,
+    benchmark: BenchmarkResource,
 ) -> dg.MaterializeResult:
     dep_id = context.partition_key
     store = DeploymentHistory(history.engine())
@@ -445,13 +447,11 @@ def promotion(
     if dep.target != "production":
         _tag_run(context, dep.verdict, decision)
     deliveries = []
-    if decision in ("promoted", "held"):
-        ids = dict(run_url=notifier.run_url(context.run_id), run_id=context.run_id,
-                   deployment_url=dep.url)
-        event = (notify.promotion_event(dep_id, reason, **ids) if decision == "promoted" else
-                 notify.held_event(dep_id, reason, metrics=store.latest_comparison_rows(dep_id),
-                                   **ids))
-        deliveries = [str(d) for d in notifier.send(event, store.engine)]
+    if dep.target != "production":
+        events = release.promotion_events(store, dep, decision, reason, benchmark.suite(),
+                                          person=person, run_url=notifier.run_url(context.run_id),
+                                          run_id=context.run_id)
+        deliveries = [str(d) for e in events for d in notifier.send(e, store.engine)]
         for d in deliveries:
             context.log.info(f"notification: {d}")
     return dg.MaterializeResult(metadata={

@@ -5,6 +5,8 @@ Plain Python; the `promotion` and `rollback` assets act on these answers and rec
 
 from __future__ import annotations
 
+import dataclasses
+
 from atge_assets import notify
 from atge_assets.deployments import compare as cmp
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory, DeploymentRow
@@ -92,24 +94,16 @@ def perf_alert(suite: Suite, dep_id: str, rows, **event_fields) -> notify.Event 
     return limits_alert_event(dep_id, _as_metrics(rows), limits(suite), **event_fields)
 
 
-def perf_alerts(suite: Suite, dep_id: str, rows, **event_fields) -> list[notify.Event]:
-    """What the comparison announces as soon as it is made: the over-the-limit alert, unless its
-    verdict leads to a decision that is announced by itself and names those metrics (regressed:
-    the rollback; undecided: the hold). One deployment, one message."""
-    if cmp.overall_verdict(rows) in (REGRESSED, HELD):
-        return []
-    alert = perf_alert(suite, dep_id, rows, **event_fields)
-    return [alert] if alert else []
-
-
 def release_events(store: DeploymentHistory, dep, action: str, rollback_to: str | None,
                    reason: str, suite: Suite, replaced_id: str | None, *, run_url: str,
                    run_id: str) -> list[notify.Event]:
     """At most one message per decision, naming every metric (with its limit when it is above
     it), on the deployment's own incident (dedup_key `atge-<id>`): a rollback pages, a hold asks a
-    person, a person's acceptance resolves the hold. A healthy production deployment that is kept
-    resolves the last rollback's incident, and the over-the-limit alert of the deployment it
-    replaced; each resolution is sent once (the sent log), however many deployments follow.
+    person, a person's acceptance resolves the hold, any other decision on a production
+    deployment above its absolute limits is the over-the-limit alert. A healthy production
+    deployment that is kept resolves the last rollback's incident, and the over-the-limit alert
+    of the deployment it replaced; each resolution is sent once (the sent log), however many
+    deployments follow.
     """
     rows = store.latest_comparison_rows(dep.id)
     metrics = _with_limits(suite, rows)
@@ -120,16 +114,13 @@ def release_events(store: DeploymentHistory, dep, action: str, rollback_to: str 
         return [notify.rollback_event(dep.id, rollback_to, reason, metrics=metrics,
                                       deployment_url=dep.url, **ids)]
     if action == "accepted":
-        # The hold's incident (same dedup_key) is answered: the person's words say how.
-        hold = notify.Event(notify.HELD, dep.id, f"{dep.id} was held for a person")
-        return [notify.recovery_event(hold, reason, **ids)]
-    if action in ("skipped", "would_roll_back") and dep.verdict == REGRESSED \
-            and dep.target == "production" and store.rollback_for(dep.id) is None:
-        # Regressed and never rolled back (dry run, no known-good target): the comparison left
-        # its over-the-limit alert to this decision, and nothing else will send it.
-        alert = perf_alert(suite, dep.id, rows, deployment_url=dep.url, **ids)
-        return [alert] if alert else []
+        return [_hold_resolved(dep.id, reason, "accepted: kept in production", ids)]
     events = []
+    if dep.target == "production" and store.rollback_for(dep.id) is None:
+        # Kept (or not rolled back: dry run, no known-good target) above its limits: the alert
+        # is this decision's message; the comparison leaves it to the decision.
+        alert = perf_alert(suite, dep.id, rows, deployment_url=dep.url, **ids)
+        events += [alert] if alert else []
     if action == "kept" and dep.target == "production":
         last = store.last_decision("rolled_back")
         if last:
@@ -143,9 +134,50 @@ def release_events(store: DeploymentHistory, dep, action: str, rollback_to: str 
     return events
 
 
+def promotion_events(store: DeploymentHistory, dep, decision: str, reason: str, suite: Suite,
+                     *, person: str, run_url: str, run_id: str) -> list[notify.Event]:
+    """The promotion gate's one message, naming every metric (with its limit when above it).
+    Promoted: the promotion, or the over-the-limit alert saying it was promoted (it pages, and
+    the production deployment that replaces it resolves it). Held: asks a person. A person's
+    decision on a held preview answers the hold's incident: resolved, unless promoted above its
+    limits (the alert updates the same incident). Any other decision: the over-the-limit alert
+    if it is above its limits, else nothing."""
+    rows = store.latest_comparison_rows(dep.id)
+    metrics = _with_limits(suite, rows)
+    ids = {"run_url": run_url, "run_id": run_id, "deployment_url": dep.url}
+    alert = perf_alert(suite, dep.id, rows, **ids)
+    if decision == "held":
+        return [notify.held_event(dep.id, reason, metrics=metrics, **ids)]
+    if decision == "promoted" and alert:
+        return [dataclasses.replace(
+            alert, title=f"Promoted {dep.id}: {alert.title.removesuffix(f' on {dep.id}')}",
+            decision="promoted to production above the absolute limit", reason=reason,
+            metrics=metrics)]
+    if person and dep.verdict == HELD:  # answered, whatever followed (blocked, skipped too)
+        outcome = {"promoted": "promoted to production", "rejected": "never promoted"}.get(
+            decision, decision.replace("_", " "))
+        return [_hold_resolved(dep.id, reason, f"{person}ed: {outcome}",
+                               {k: ids[k] for k in ("run_url", "run_id")}, metrics)]
+    if decision == "promoted":
+        return [notify.promotion_event(dep.id, reason, metrics=metrics, **ids)]
+    return [alert] if alert else []
+
+
+def _hold_resolved(dep_id: str, reason: str, decision: str, ids: dict,
+                   metrics=()) -> notify.Event:
+    """The answer to a hold's incident (same dedup_key): the person's words say how."""
+    hold = notify.Event(notify.HELD, dep_id, f"{dep_id} was held for a person")
+    return notify.recovery_event(hold, reason, decision=decision, metrics=metrics, **ids)
+
+
+def over_limits(suite: Suite, rows) -> list[dict]:
+    """The comparison's metrics above their absolute limit, each with it as `threshold`."""
+    return over_limit(_as_metrics(rows), limits(suite))
+
+
 def _with_limits(suite: Suite, rows) -> list[dict]:
     """The comparison's metrics, those above their absolute limit carrying it as `threshold`."""
-    over = {m["metric"]: m["threshold"] for m in over_limit(_as_metrics(rows), limits(suite))}
+    over = {m["metric"]: m["threshold"] for m in over_limits(suite, rows)}
     return [dict(m, threshold=over[m["metric"]]) if m["metric"] in over else m
             for m in _as_metrics(rows)]
 

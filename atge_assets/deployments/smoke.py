@@ -116,3 +116,50 @@ def _content_reasons(resp: httpx.Response, spec: SmokeSpec) -> list[str]:
         except ValueError:
             reasons.append("answer is not JSON")
     return reasons
+
+
+# -- how the results read in Dagster: one check per endpoint, recorded on the deployment's
+# partition ---------------------------------------------------------------------------------------
+
+ERROR, WARN = "ERROR", "WARN"  # dg.AssetCheckSeverity's names
+
+
+def severity(passed: bool, live: bool) -> str:
+    """ERROR only for a failure of the deployment users are served now (live production): that
+    is what a red node should mean. Everything else is WARN, passes included: Dagster colors a
+    partitioned check by its newest result's severity whenever any partition has failed, so a
+    pass on a healthy production deployment keeps an older deployment's failure in sight
+    (yellow, its partition listed) without calling the present broken (red)."""
+    return ERROR if live and not passed else WARN
+
+
+DEFAULT_NAMES = tuple(s.name for s in DEFAULT_SMOKE)  # the declared checks
+
+
+def check_results(results: list[SmokeResult], live: bool,
+                  names: tuple[str, ...] = DEFAULT_NAMES) -> list[dict]:
+    """Keyword arguments of one AssetCheckResult per declared check name. Checks are declared
+    for the default suite; a name a custom suite lacks passes, saying so."""
+    by_name = {r.name: r for r in results}
+    out = []
+    for name in names:
+        r = by_name.get(name)
+        passed = r.passed if r else True
+        out.append({
+            "check_name": f"smoke_{name}", "passed": passed, "severity": severity(passed, live),
+            "description": "; ".join(r.reasons) if r else "not in the configured suite",
+            "metadata": {"status": r.status if r and r.status is not None else -1,
+                         "ms": round(r.ms, 1) if r and r.ms is not None else -1.0,
+                         "limit_ms": round(r.limit_ms, 1) if r else -1.0,
+                         "live_production": live}})
+    return out
+
+
+TABLE_COLUMNS = (("name", "string"), ("passed", "bool"), ("status", "int"), ("ms", "float"),
+                 ("limit_ms", "float"), ("reasons", "string"))
+
+
+def table_rows(results: list[SmokeResult]) -> list[dict]:
+    return [{"name": r.name, "passed": r.passed, "status": r.status,
+             "ms": None if r.ms is None else round(r.ms, 1), "limit_ms": round(r.limit_ms, 1),
+             "reasons": "; ".join(r.reasons)} for r in results]

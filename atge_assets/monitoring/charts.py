@@ -9,8 +9,9 @@ from atge_assets.monitoring.forecast import Forecast
 def forecast_chart_png(metric: str, unit: str, ts: list[float], values: list[float],
                        f: Forecast, now: float) -> bytes:
     """The window's samples, the forecast level with its interval to the horizon, the threshold
-    and the expected crossing: what the sensor acts on, at a glance."""
-    with figure(dpi=70) as (fig, ax):
+    and the expected crossing: what the sensor acts on, at a glance. Sized to be read at the
+    UI's width (720 px), legend beside the data; still a few kB (32 colours)."""
+    with figure(figsize=(8, 2.8), dpi=90) as (fig, ax):
         ax.plot([(t - now) / 60 for t in ts], values, ".", ms=3, color="0.45", label="samples")
         h = f.horizon_minutes
         if f.level is not None and f.forecast is not None:
@@ -22,9 +23,9 @@ def forecast_chart_png(metric: str, unit: str, ts: list[float], values: list[flo
             ax.axvline(f.minutes_to_threshold, color="orange", ls=":", lw=1.5,
                        label=f"crossing in {f.minutes_to_threshold:.0f} min")
         ax.axvline(0, color="black", lw=0.5)
-        ax.set_title(f"{metric}: {f.status}", fontsize=10)
-        ax.set_xlabel("minutes from now", fontsize=8)
-        ax.set_ylabel(unit, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc="upper left")
+        ax.set_title(f"{metric}: {f.status}", fontsize=11)
+        ax.set_xlabel("minutes from now", fontsize=9)
+        ax.set_ylabel(unit, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return to_png(fig, colors=32)

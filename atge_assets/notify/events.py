@@ -237,10 +237,12 @@ def limits_alert_event(deployment_id: str, metrics: Iterable[Mapping],
 
 
 def recovery_event(of: Event, reason: str = "", *, run_url: str | None = None,
-                   run_id: str | None = None, metrics: Sequence[Mapping] = ()) -> Event:
-    """The all-clear for an earlier rollback or alert: same deployment, same dedup_key."""
+                   run_id: str | None = None, metrics: Sequence[Mapping] = (),
+                   decision: str = "resolved") -> Event:
+    """The all-clear for an earlier rollback or alert: same deployment, same dedup_key.
+    `decision` says how it was resolved when a decision did it (a person's, on a hold)."""
     return Event(RECOVERY, of.deployment_id, f"Recovered: {of.title}", metrics,
-                 decision="resolved", reason=reason, run_url=run_url or of.run_url,
+                 decision=decision, reason=reason, run_url=run_url or of.run_url,
                  run_id=run_id, deployment_url=of.deployment_url, dedup_key=of.dedup_key)
 
 

@@ -16,10 +16,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# The plan's phase durations in ms (collect 10 s, AI 15 s, DB 2 s) plus routing/serialisation,
-# so an analyze call totals the plan's 30 s end-to-end before scaling.
-PHASES_MS = {"collect": 10_000.0, "ai": 15_000.0, "db": 2_000.0}
-OVERHEAD_MS = 3_000.0
+# A healthy app at 80% of the plan's budgets (collect 10 s, AI 15 s, DB 2 s, routing and
+# serialisation 3 s; 30 s end-to-end), before scaling: an analyze call takes 24 s. At the budgets
+# themselves a healthy deployment would sit on the plan's limits (the load test's 30 s average:
+# noise and stalls alone put the mean above it); on a cold start, judged against the plan's
+# static values, a healthy deployment is "improved" (an accepted verdict, as "pass").
+HEALTHY_SHARE = 0.8
+PHASES_MS = {k: v * HEALTHY_SHARE for k, v in {"collect": 10_000.0, "ai": 15_000.0,
+                                               "db": 2_000.0}.items()}
+OVERHEAD_MS = 3_000.0 * HEALTHY_SHARE
 MODES = ("ok", "hang", "refuse")
 HANG_S = 120.0  # longer than any sane benchmark timeout
 REFUSING_PORT = 9  # discard: nothing listens there on loopback

@@ -72,20 +72,55 @@ def alerts(points: Sequence[dict], thresholds: dict[str, float], default: float 
     return [p for p in points if p["change_pct"] > 100 * thresholds.get(p["metric"], default)]
 
 
-def chart_png(per_deployment: pd.DataFrame, metric: str, marks: Sequence[int] = ()) -> bytes:
-    """p50 with the p95 band over deployments; regressions marked, so a trend is seen."""
+def latest_numbers(per_deployment: pd.DataFrame) -> dict[str, float]:
+    """`<metric>_p50_ms`, `<metric>_p95_ms` and `<metric>_change_pct` of each metric's newest
+    deployment, rounded to what a person reads (NaN left out: it is no number to plot)."""
+    out = {}
+    for metric, d in per_deployment.groupby("metric", sort=True):
+        last = d.sort_values("created_ms").iloc[-1]
+        for col, key in (("p50", "p50_ms"), ("p95", "p95_ms"), ("change_pct", "change_pct")):
+            v = last[col]
+            if v == v and v is not None:
+                out[f"{metric}_{key}"] = round(float(v), 1)
+    return out
+
+
+def short_id(dep_id: str, keep: int = 10) -> str:
+    """A deployment id short enough for an axis, still matching the releases table by prefix."""
+    return dep_id if len(dep_id) <= keep + 1 else dep_id[:keep] + "…"
+
+
+def chart_png(per_deployment: pd.DataFrame, metric: str, marks: Sequence[int] = (), *,
+              baseline_ms: float | None = None, limit_ms: float | None = None) -> bytes:
+    """p50 with the p95 band over deployments, named on the axis (oldest to newest); regressed
+    deployments in red, change points marked where the new regime starts, and the plan's
+    baseline and absolute limit as lines, so a trend and its distance to the limit are seen."""
     d = per_deployment[per_deployment["metric"] == metric].reset_index(drop=True)
-    with figure() as (fig, ax):
-        x = range(len(d))
-        ax.fill_between(x, d["p50"], d["p95"], alpha=0.25, label="p50-p95")
-        ax.plot(x, d["p50"], marker="o", ms=3, label="p50")
+    with figure(figsize=(9, 3.2), dpi=100) as (fig, ax):
+        x = list(range(len(d)))
+        ax.fill_between(x, d["p50"], d["p95"], alpha=0.25, label="p50–p95")
+        ax.plot(x, d["p50"], marker="o", ms=4, label="p50")
         bad = d.index[d["verdict"] == "regressed"]
         ax.scatter(bad, d.loc[bad, "p50"], color="red", zorder=3, label="regressed")
+        if baseline_ms is not None:
+            ax.axhline(baseline_ms, color="0.4", ls=":", lw=1.2,
+                       label=f"baseline {baseline_ms:.1f} ms")
+        if limit_ms is not None:
+            ax.axhline(limit_ms, color="red", ls="--", lw=1.2, label=f"limit {limit_ms:.1f} ms")
         for i, m in enumerate(marks):
-            ax.axvline(m, color="orange", ls="--", lw=1, label="change point" if i == 0 else None)
-        ax.set_title(metric, fontsize=10)
-        ax.set_xlabel("deployment (oldest to newest)", fontsize=8)
-        ax.set_ylabel("ms", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, loc="upper left")
+            ax.axvline(m, color="orange", ls="--", lw=1.5,
+                       label="change point" if i == 0 else None)
+            ax.annotate(short_id(str(d.loc[m, "deployment_id"])), (m, 1), xycoords=(
+                "data", "axes fraction"), xytext=(3, -12), textcoords="offset points",
+                fontsize=8, color="darkorange")
+        # Whole deployments only, named; at most ~12 labels so they stay readable.
+        step = max(1, -(-len(d) // 12))
+        ax.set_xticks(x[::step])
+        ax.set_xticklabels([short_id(str(i)) for i in d["deployment_id"]][::step], rotation=30,
+                           ha="right", fontsize=8)
+        ax.set_xlim(-0.5, max(len(d) - 0.5, 0.5))
+        ax.set_title(f"{metric}: p50 per deployment", fontsize=11)
+        ax.set_ylabel("ms", fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the data
         return to_png(fig)

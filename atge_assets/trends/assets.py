@@ -44,13 +44,18 @@ def performance_trends(
     context.log.info(f"trends over {df['deployment_id'].nunique() if not df.empty else 0} "
                      f"deployments, {len(df)} samples, metrics {metrics}")
     points = trends.change_points(per_dep) if not per_dep.empty else []
-    thresholds = {m.name: m.threshold for m in benchmark.suite().metrics}
+    suite = benchmark.suite()
+    thresholds = {m.name: m.threshold for m in suite.metrics}
     slower = trends.alerts(points, thresholds)
     for p in points:
         context.log.info(f"change point in {p['metric']} at {p['deployment_id']}: {p['kind']} "
                          f"{p['change_pct']:+.1f}% (p={p['p_value']:.2g})")
+    planned = {m.name: suite.static_baseline_ms(m.name) for m in suite.metrics}
     charts = [png_markdown(trends.chart_png(
-        per_dep, m, [p["index"] for p in points if p["metric"] == m]), m) for m in metrics]
+        per_dep, m, [p["index"] for p in points if p["metric"] == m],
+        baseline_ms=planned.get(m),
+        limit_ms=planned[m] * (1 + thresholds[m]) if m in planned else None), m)
+        for m in metrics]
     cols = ["count", "mean", "p50", "p95", "min", "max", "change_pct"]
     cp_frame = pd.DataFrame(points, columns=["metric", "deployment_id", "kind", "before_ms",
                                              "after_ms", "change_pct", "p_value"])
@@ -68,6 +73,10 @@ def performance_trends(
         "by_day": _table(daily, ["metric", "day", *cols]),
         "by_deployment": _table(per_dep, ["metric", "deployment_id", "verdict", *cols]),
         "charts": dg.MetadataValue.md("\n\n".join(charts) or "no samples yet"),
+        "slower_shifts": len(slower),
+        # Top-level numbers (the newest deployment's) are what Dagster's Plots tab draws across
+        # materializations: one line per metric, interactive, beside the PNGs.
+        **trends.latest_numbers(per_dep),
     })
 
 

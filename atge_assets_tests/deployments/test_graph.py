@@ -14,7 +14,10 @@ def test_slow_production_deployment_is_rolled_back_and_healthy_one_kept(
     r0 = run_deployment(instance, resources, first)
     assert r0.success
     assert metadata(r0, "baseline")["cold_start"] is True
-    assert metadata(r0, "baseline_comparison")["verdict"] == "pass"
+    # The sandbox's healthy app runs at 80% of the plan's budgets: faster than its static values,
+    # "improved" when all four metrics are beyond -10%; end-to-end is wall-clock, and a busy
+    # machine's HTTP overhead can keep it within the threshold ("pass"). Both are accepted.
+    assert metadata(r0, "baseline_comparison")["verdict"] in ("improved", "pass")
     assert metadata(r0, "rollback")["decision"] == "kept"
 
     healthy = sandbox.state.create(target="production").id

@@ -24,6 +24,10 @@ def test_trends_over_deployments(sandbox, instance, resources):
     assert [row["deployment_id"] for row in e2e] == [first, slower]
     assert e2e[0]["change_pct"] is None
     assert 30 < e2e[1]["change_pct"] < 70  # 1.5x slower, seen as a change against the one before
+    # The newest deployment's numbers at the top level, for Dagster's Plots tab.
+    assert abs(md["end_to_end_p50_ms"] - e2e[1]["p50"]) < 0.051
+    assert abs(md["end_to_end_change_pct"] - e2e[1]["change_pct"]) < 0.051
+    assert {f"{m}_p95_ms" for m in ("data_collection", "ai_analysis", "database_query")} <= set(md)
     daily = [row.data for row in md["by_day"].records]
     assert {row["metric"] for row in daily} == {"data_collection", "ai_analysis", "database_query",
                                                 "end_to_end"}

@@ -141,11 +141,26 @@ class Forecast:
     confidence: float = CONFIDENCE
     candidates: dict = field(default_factory=dict)  # per model: its forecast (holdout error)
     reasons: list[str] = field(default_factory=list)
+    # The trend is steeper than the series' own swings over the context (or there is too little
+    # context to tell): with trend_significant and the crossing times, the alarm can be re-read at
+    # another lead (benchmarks/forecast_real.py sweeps it).
+    beyond_swings: bool = False
 
     @property
     def alert(self) -> bool:
         """Worth acting on: a breach is coming or already here."""
         return self.breach_expected or self.breached_now
+
+    def alert_at(self, lead_minutes: float) -> bool:
+        """The alarm as if the horizon were `lead_minutes` (the same trend test and crossing
+        times; alert_at(horizon_minutes) == alert): a sensitivity knob for a benchmark to sweep
+        without forecasting again. Crossings are known up to LOOKAHEAD horizons, so it is exact for
+        leads up to LOOKAHEAD / POINT_WITHIN horizons; beyond, later crossings are missing."""
+        early, point = self.minutes_to_threshold_low, self.minutes_to_threshold
+        return self.breached_now or bool(
+            self.trend_significant and self.beyond_swings and early is not None
+            and point is not None and early <= lead_minutes
+            and point <= POINT_WITHIN * lead_minutes)
 
     def as_dict(self) -> dict:
         d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
@@ -439,10 +454,11 @@ def forecast(
         return Forecast(
             BREACHED, False, True, 0.0, 0.0, 0.0, fit.method, chosen["slope_per_minute"], level,
             chosen["forecast"], chosen["interval_low"], chosen["interval_high"], significant,
-            noise, candidates=candidates, reasons=breached + reasons[1:], **base)
+            noise, candidates=candidates, reasons=breached + reasons[1:],
+            beyond_swings=beyond_swings, **base)
     return Forecast(
         EXPECTED if expected else OK, expected, False, point, earliest, latest, fit.method,
         chosen["slope_per_minute"], chosen["level"], chosen["forecast"], chosen["interval_low"],
         chosen["interval_high"], significant, noise,
-        candidates=candidates, reasons=reasons, **base)
+        candidates=candidates, reasons=reasons, beyond_swings=beyond_swings, **base)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import numpy as np
 import pytest
@@ -61,6 +60,18 @@ def test_ramp_crossing_beyond_horizon_is_reported_but_not_expected():
     assert f.minutes_to_threshold == pytest.approx(60.0, rel=0.10)
     assert f.minutes_to_threshold_low > 30
     assert "not within the 30-min horizon" in f.reasons[0]
+
+
+
+def test_alert_at_a_longer_lead_catches_the_later_crossing_and_at_the_horizon_is_the_alert():
+    # The ramp above reaches 160 in about an hour: not within 30 minutes, within 90.
+    t, y = series(slope=1.0, level=100.0, noise=1.0, seed=2)
+    f = forecast(t, y, 160.0, HORIZON_S)
+    assert f.alert_at(30.0) == f.alert is False
+    assert f.alert_at(90.0) and f.beyond_swings
+    assert forecast(t, y, 160.0, 90 * 60.0).alert  # the same as forecasting for 90 minutes
+    flat = forecast(*series(seed=3), 160.0, HORIZON_S)  # no trend: no lead makes it an alarm
+    assert not any(flat.alert_at(m) for m in (15.0, 30.0, 60.0))
 
 
 def hinge_ramp(seed: int, onset: float = 20.0, slope: float = 3.0, noise: float = 2.0,
@@ -368,12 +379,17 @@ def test_run_batch_forecasts_good_lines_and_reports_bad_ones():
         assert plain_json(r)
 
 
-def test_run_batch_is_fast():
-    lines = [json.dumps({"id": i, "threshold": 182.0, "timestamps": t, "values": y})
+def test_run_batch_answers_every_line_of_a_large_batch():
+    # Its speed is measured by benchmarks/forecast_accuracy.py (series/s), not asserted here: a
+    # time bound fails on a loaded machine and says nothing about the answers.
+    # 100 now and rising 0, 1 or 2 a minute: only the last reach 150 within 30 minutes.
+    lines = [json.dumps({"id": i, "threshold": 150.0, "timestamps": t, "values": y})
              for i, (t, y) in enumerate(series(slope=i % 3, seed=i) for i in range(300))]
-    start = time.perf_counter()
-    assert run_batch(lines, io.StringIO()) == 0
-    assert time.perf_counter() - start < 6.0  # ~0.7 s on a laptop core: hundreds a second
+    out = io.StringIO()
+    assert run_batch(lines, out) == 0
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [a["id"] for a in answers] == list(range(300))
+    assert [a["alert"] for a in answers] == [i % 3 == 2 for i in range(300)]
 
 
 
@@ -391,9 +407,7 @@ def test_run_batch_wants_strictly_increasing_timestamps_and_caps_the_length():
                  (long_t + [NOW + 1], [100.0] * (n + 1)),
              ])]
     out = io.StringIO()
-    start = time.perf_counter()
     assert run_batch(lines, out) == 5
-    assert time.perf_counter() - start < 10.0
     rows = [json.loads(x) for x in out.getvalue().splitlines()]
     assert "timestamps[1] = " in rows[0]["error"] and "is before timestamps[0]" in rows[0]["error"]
     assert rows[1]["error"].endswith(f"timestamps[5] = {t[4]!r} repeats timestamps[4] = {t[4]!r}")

@@ -272,7 +272,10 @@ def cmd_up(args) -> int:
                 ATGE_LATENCY_SCALE=str(args.scale), ATGE_SANDBOX_URL=sandbox_url,
             )
             # A local API has no rate limit worth sparing: poll it often.
-            env.setdefault("ATGE_SENSOR_INTERVAL_S", "5")
+            env.setdefault("ATGE_SENSOR_INTERVAL_S", "2")
+            # The Python sandbox serves ~800 requests/s on 2 cores: 500 and 1000 users would
+            # measure its queue, not the app, and fail a healthy deployment's checks.
+            env.setdefault("ATGE_LOAD_STAGES", "25,50,100")
             if not _sandbox_rolling(sandbox_url, env, args.rolling_release):
                 return _die("could not set the sandbox's rolling releases", 1)
         elif args.rolling_release:

@@ -20,7 +20,8 @@ from atge_assets.harness import stack
 
 # creationTime is when the sensor's run request became a run; startTime when the run worker began.
 RUNS = """query Runs($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
-  ... on Runs { results { creationTime startTime } } } }"""
+  ... on Runs { results { creationTime startTime
+    stepStats { stepKey startTime endTime } } } } }"""
 
 
 def phases(s, deployment_id: str, t0: float, t_done: float) -> dict:
@@ -29,8 +30,10 @@ def phases(s, deployment_id: str, t0: float, t_done: float) -> dict:
     runs = s.graphql(RUNS, {"tags": [{"key": "dagster/partition", "value": deployment_id}]})
     first = min(runs["runsOrError"]["results"], key=lambda r: r["creationTime"])
     created, started = first["creationTime"], first["startTime"] or t_done
+    steps = {st["stepKey"]: round(st["endTime"] - st["startTime"], 1)
+             for st in first["stepStats"] if st["startTime"] and st["endTime"]}
     return {"to_run_s": round(created - t0, 1), "queue_and_start_s": round(started - created, 1),
-            "in_run_s": round(t_done - started, 1)}
+            "in_run_s": round(t_done - started, 1), "steps_s": steps}
 
 
 def main() -> int:
@@ -61,7 +64,7 @@ def main() -> int:
     finally:
         s.stop()
     out = {
-        "trials": len(seconds), "seconds": seconds, "median_s": statistics.median(seconds),
+        "trials": len(seconds), "seconds": seconds, "median_s": round(statistics.median(seconds), 1),
         "max_s": max(seconds), "goal_s": 20, "phases": breakdown, "startup_s": round(startup, 1),
         "slowdown": args.slowdown,
     }

@@ -162,16 +162,22 @@ def test_one_regressed_deployment_is_one_message_and_one_incident(sandbox, insta
         assert_events_v2(p)
 
 
+def _channels(receiver):
+    return NotifierResource(slack_webhook_url=receiver.url + "/slack",
+                            pagerduty_routing_key=ROUTING_KEY,
+                            pagerduty_events_url=receiver.url + "/pd")
+
+
+# Three samples a side and no more: too few for the rank test, so held at its only look.
+TINY = BenchmarkResource(samples=3, max_samples=3, warmup=0, baseline_scale=0.005)
+
+
 def test_a_hold_is_one_incident_that_the_persons_acceptance_resolves(sandbox, instance,
                                                                       resources, receiver):
-    res = dict(resources, notifier=NotifierResource(
-        slack_webhook_url=receiver.url + "/slack", pagerduty_routing_key=ROUTING_KEY,
-        pagerduty_events_url=receiver.url + "/pd"))
+    res = dict(resources, notifier=_channels(receiver))
     run(instance, res, sandbox.state.world.production)
     receiver.got.clear()
-    # Three samples a side and no more: too few for the rank test, so held at its only look.
-    tiny = dict(res, benchmark=BenchmarkResource(samples=3, max_samples=3, warmup=0,
-                                                 baseline_scale=0.005))
+    tiny = dict(res, benchmark=TINY)
     held = sandbox.state.create(target="production").id
     assert metadata(run(instance, tiny, held), "rollback")["decision"] == "held"
     (asked,) = _sent(receiver, "/slack")
@@ -208,12 +214,6 @@ def test_a_failing_channel_never_blocks_the_rollback(sandbox, instance, resource
     assert md["decision"] == "rolled_back" and "failed" in md["notifications"]
 
 
-def _channels(receiver):
-    return NotifierResource(slack_webhook_url=receiver.url + "/slack",
-                            pagerduty_routing_key=ROUTING_KEY,
-                            pagerduty_events_url=receiver.url + "/pd")
-
-
 def test_a_preview_promoted_above_its_limits_is_one_message(sandbox, instance, resources,
                                                             receiver):
     res = dict(resources, notifier=_channels(receiver))
@@ -245,8 +245,7 @@ def test_accepting_a_held_preview_resolves_its_incident(sandbox, instance, resou
     res = dict(resources, notifier=_channels(receiver))
     run(instance, res, sandbox.state.world.production)
     receiver.got.clear()
-    tiny = dict(res, benchmark=BenchmarkResource(samples=3, max_samples=3, warmup=0,
-                                                 baseline_scale=0.005))
+    tiny = dict(res, benchmark=TINY)
     preview = sandbox.state.create(target="preview").id
     assert metadata(run(instance, tiny, preview), "promotion")["decision"] == "held"
     (page,) = _sent(receiver, "/pd")

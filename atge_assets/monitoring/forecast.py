@@ -58,7 +58,7 @@ import math
 import numbers
 from dataclasses import dataclass, field, fields
 from statistics import NormalDist
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 

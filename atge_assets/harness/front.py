@@ -24,6 +24,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from atge_assets.harness.stack import stop_process
+
 # The audit log (issue 15): Dagster OSS knows no users, the front does. One JSON line per
 # GraphQL mutation that reached the webserver ($upstream_addr is set only for requests past
 # authentication): the authenticated user, the mutation's field (launchRun, startSensor, ...),
@@ -207,15 +209,8 @@ class Front:
         return self.run_dir / "audit.log"
 
     def stop(self, timeout_s: float = 30) -> int:
-        if self.proc.poll() is None:
-            # SIGQUIT: nginx's graceful stop, letting open subscriptions close.
-            os.killpg(self.proc.pid, signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        # SIGQUIT: nginx's graceful stop, letting open subscriptions close.
+        return stop_process(self.proc, signal.SIGQUIT, timeout_s, group=True)
 
 
 def prepare(run_dir: Path, *, port: int, upstream_port: int, user: str, password: str,

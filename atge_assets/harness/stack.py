@@ -18,6 +18,22 @@ import httpx
 from atge_assets.harness.instance import instance_yaml
 
 
+def stop_process(proc: subprocess.Popen, sig: int, timeout_s: float, *, group: bool) -> int:
+    """`sig` to the process (or its whole process group), then SIGKILL to the group if it is
+    still running after `timeout_s`; its exit code."""
+    if proc.poll() is None:
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,14 +77,8 @@ class Stack:
             return False
 
     def stop(self, timeout_s: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        # `atge up` stops its own children on SIGTERM; the group is killed only if it hangs.
+        return stop_process(self.proc, signal.SIGTERM, timeout_s, group=False)
 
 
 def start(home: Path, *, extra_env: dict | None = None, up_args: tuple[str, ...] = ()) -> Stack:

@@ -136,6 +136,21 @@ def any_store(request, tmp_path):
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 
+WORKSPACE = ("{ workspaceOrError { ... on Workspace { locationEntries { name "
+             "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+
+
+def loaded_locations(answer: dict) -> list[tuple[str, dict]] | None:
+    """(name, state) of each code location in a WORKSPACE answer once all have loaded or
+    failed to load, else None (the webserver still starting)."""
+    try:
+        entries = answer["data"]["workspaceOrError"]["locationEntries"]
+        states = [(e["name"], e["locationOrLoadError"]) for e in entries]
+    except (KeyError, TypeError):
+        return None
+    return states if states and all(s for _, s in states) else None
+
+
 def plain_json(value) -> bool:
     """Only the types json.dumps writes natively, and no NaN or infinity."""
     if isinstance(value, dict):

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from atge_assets_tests.conftest import PROJECT_ROOT
+from atge_assets_tests.conftest import PROJECT_ROOT, WORKSPACE, loaded_locations
 
 BIN = PROJECT_ROOT / ".venv/bin" if (PROJECT_ROOT / ".venv/bin/dagster").exists() \
     else Path(sys.executable).parent
@@ -63,8 +63,6 @@ def _stop(proc, log):
     log.close()
 
 
-LOCATIONS = ("{ workspaceOrError { ... on Workspace { locationEntries { name "
-             "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
 RESOURCES = ('{ allTopLevelResourceDetailsOrError(repositorySelector: {repositoryLocationName: '
              '"%s", repositoryName: "__repository__"}) { __typename ... on ResourceDetailsList '
              '{ results { name configuredValues { key value type } } } } }')
@@ -89,11 +87,9 @@ def test_dagster_dev_serves_the_ui_on_a_fresh_clone_with_no_environment(fresh_cl
             if proc.poll() is not None:
                 pytest.fail((root / "dev.log").read_text()[-3000:])
             try:
-                entries = _graphql(port, LOCATIONS)["data"]["workspaceOrError"]["locationEntries"]
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                return loaded_locations(_graphql(port, WORKSPACE))
+            except (httpx.HTTPError, ValueError):
                 return None
-            states = [(e["name"], e["locationOrLoadError"]) for e in entries]
-            return states if states and all(s for _, s in states) else None
 
         states = wait_until(loaded, 180, 1.0, what="the UI to serve the code location")
         assert [s["__typename"] for _, s in states] == ["RepositoryLocation"], states

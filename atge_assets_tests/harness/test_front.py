@@ -21,12 +21,11 @@ import pytest
 from atge_assets.harness import front
 from atge_assets.harness.instance import instance_yaml
 from atge_assets.harness.stack import Topology, free_port, wait_until
+from atge_assets_tests.conftest import WORKSPACE, loaded_locations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-WORKSPACE = ("{ workspaceOrError { ... on Workspace { locationEntries { name "
-             "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
 RUNS = "{ runsOrError { ... on Runs { results { runId status jobName } } } }"
 LAUNCH = """
 mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
@@ -151,12 +150,9 @@ def test_only_authenticated_people_reach_the_webserver(tmp_path):
                 if p.poll() is not None:
                     pytest.fail((tmp_path / what).read_text()[-3000:])
             try:
-                r = gql(WORKSPACE)
-                entries = r.json()["data"]["workspaceOrError"]["locationEntries"]
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                return loaded_locations(gql(WORKSPACE).json())
+            except (httpx.HTTPError, ValueError):
                 return None
-            states = [(e["name"], e["locationOrLoadError"]) for e in entries]
-            return states if states and all(s for _, s in states) else None
 
         # Through the front, with credentials: the UI's API serves the code location.
         states = wait_until(loaded, 240, 1.0, what="the code location, through the front")

@@ -544,3 +544,21 @@ def test_the_first_sample_of_a_burst_is_a_breach_where_bursts_last():
     assert f.breached_now and f.status == BREACHED and "bursts that last" in f.reasons[0]
     g = forecast(*bursts(0, lasting=False), 80.0, HORIZON_S)
     assert not g.alert, g.reasons
+
+
+def test_a_jump_from_idle_to_past_the_threshold_is_a_breach_without_burst_history():
+    # An hour idle at 0.1% CPU, 5-minute samples, then 75 and 99 (real: NAB ec2_cpu_utilization_
+    # 77c1ca before a 20-minute breach): no trend, no three-point median, no bursts seen before.
+    t = NOW - 300.0 * np.arange(13, -1, -1)
+    idle = 0.1 + np.random.default_rng(3).normal(0, 0.01, 12)
+    f = forecast(t.tolist(), [*idle, 75.0, 99.0], 80.0, HORIZON_S, bounds=(0, 100))
+    assert f.breached_now and "jumped" in f.reasons[0], f.reasons
+    assert f.level == pytest.approx(87.0)
+    # One point up is a spike, and two up that average under the threshold are not over it.
+    for last in ([*idle, 0.1, 99.0], [*idle, 60.0, 90.0]):
+        assert not forecast(t.tolist(), last, 80.0, HORIZON_S, bounds=(0, 100)).breached_now
+    # A plateau wobbling around its threshold has not jumped: its last two points average 80.25,
+    # but the three-point median (79.5) decides.
+    wobble = 79.0 + 2.0 * np.sin(np.arange(14))
+    wobble[-3:] = (77.0, 79.5, 81.0)
+    assert not forecast(t.tolist(), wobble.tolist(), 80.0, HORIZON_S, bounds=(0, 100)).alert

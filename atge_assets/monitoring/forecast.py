@@ -46,9 +46,10 @@ autocorrelation of the hinge's residuals) is past zero, and (2) the hinge's fore
 threshold within two horizons and its interval within the horizon. The trend must be
 certain; the crossing within the horizon need only be plausible. The series is *breached* now,
 reported apart, when the median of the last five minutes (at least three points) is already past
-the threshold (or the last point is, where bursts past it lasted in the context); it still
-carries the fit's forecast and interval. A spike satisfies neither: it moves no median, and a flat series has no
-significant trend. benchmarks/forecast_accuracy.py measures catches, false alarms and the error
+the threshold (or the last point is, where bursts past it lasted in the context, or the last five
+minutes jumped there from the rest of the window); it still carries the fit's forecast and
+interval. A spike satisfies none: it moves no median, one point is no jump, and a flat series
+has no significant trend. benchmarks/forecast_accuracy.py measures catches, false alarms and the error
 of the time to threshold, against the plan's naive "% per minute" extrapolation.
 """
 

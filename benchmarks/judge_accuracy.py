@@ -1,7 +1,8 @@
 """Does every deployment end rolled back, kept or held, within its sample budget, and rightly?
 
     .venv/bin/python benchmarks/judge_accuracy.py [--reps 300] [--seed 20240611]
-        [--looks 12] [--alpha 0.02] [--beta 0.05] [--gamma 2] [--detect 1.5]
+        [--looks 12] [--alpha 0.03] [--beta 0.10] [--gamma 4] [--beta-gamma 1]
+        [--detect 1.5] [--bonferroni]
 
 The design flags try another sequential design than the graph's (sequential.py's constants):
 how the goals trade against each other is measured, not argued.
@@ -241,14 +242,22 @@ def main() -> int:
     ap.add_argument("--looks", type=int, default=LOOKS, help="planned looks (budget / first)")
     ap.add_argument("--alpha", type=float, default=sequential.ALPHA)
     ap.add_argument("--beta", type=float, default=sequential.BETA)
-    ap.add_argument("--gamma", type=float, default=sequential.GAMMA, help="HSD spending gamma")
+    ap.add_argument("--gamma", type=float, default=sequential.GAMMA,
+                    help="HSD spending gamma of alpha")
+    ap.add_argument("--beta-gamma", type=float, default=sequential.BETA_GAMMA,
+                    help="HSD spending gamma of beta (futility)")
     ap.add_argument("--detect", type=float, default=sequential.DETECT,
                     help="futility point, a multiple of the threshold")
+    ap.add_argument("--bonferroni", action="store_true",
+                    help="each look's spent increment as its latency level (the design before "
+                         "exact levels)")
     args = ap.parse_args()
     # What-if designs: sequential.py reads these at call time, and the runs pass alpha and beta.
     LOOKS = args.looks
     sequential.ALPHA, sequential.BETA = args.alpha, args.beta
     sequential.GAMMA, sequential.DETECT = args.gamma, args.detect
+    sequential.BETA_GAMMA = args.beta_gamma
+    sequential.EXACT = not args.bonferroni
     err = sys.stderr
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -305,7 +314,9 @@ def main() -> int:
                  "first_look_samples_per_side": [N_MIN, N_MAX], "looks": LOOKS,
                  "error_rates_both_sides": ERROR_RATES, "reps_per_cell": args.reps},
         "design": {"alpha": sequential.ALPHA, "beta": sequential.BETA,
-                   "spending": f"Hwang-Shih-DeCani, gamma {sequential.GAMMA:g}",
+                   "spending": f"Hwang-Shih-DeCani, gamma {sequential.GAMMA:g} (alpha), "
+                               f"{sequential.BETA_GAMMA:g} (beta)",
+                   "levels": "Bonferroni" if not sequential.EXACT else "exact",
                    "futility_at": f"+{sequential.DETECT * THRESHOLD:.0%}"},
         "goals": goals, "by_noise": by_noise,
         "samples_used_p95": float(np.percentile(used, 95)),
@@ -320,7 +331,9 @@ def main() -> int:
         f"{name} " + (f"x{g['ours']:.2f}" if name == "samples_used" else pct(g["ours"], 2).strip())
         + f" (goal {g['target']}{'' if g['met'] else ', NOT MET'})" for name, g in goals.items())
     design = (f"looks {LOOKS}, alpha {sequential.ALPHA:g}, beta {sequential.BETA:g}, gamma "
-              f"{sequential.GAMMA:g}, futility at {sequential.DETECT:g} x threshold")
+              f"{sequential.GAMMA:g} / {sequential.BETA_GAMMA:g}, futility at "
+              f"{sequential.DETECT:g} x threshold"
+              + (", Bonferroni levels" if not sequential.EXACT else ""))
     print(f"SUMMARY sequential judge ({design}), noise <= 20%: {figures}; goals met "
           f"{sum(g['met'] for g in goals.values())}/{len(goals)} (samples used x{used_clear:.2f} "
           f"outside +5%..+15%, x{used_all_n:.2f} with 10-40 first-look samples); naive_mean false rollbacks "

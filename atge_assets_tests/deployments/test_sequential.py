@@ -31,10 +31,13 @@ def test_default_gamma_is_read_when_called(monkeypatch):
     # benchmarks/judge_accuracy.py --gamma tries another design by setting GAMMA; a default bound
     # at import would silently measure the old one.
     first = sequential.Design(12).alpha_at(1)
-    assert sequential.spent(0.5, 0.02) == pytest.approx(sequential.spent(0.5, 0.02, 2.0))
-    monkeypatch.setattr(sequential, "GAMMA", 4.0)
+    futility = sequential.Design(12).futility_at(1)
     assert sequential.spent(0.5, 0.02) == pytest.approx(sequential.spent(0.5, 0.02, 4.0))
+    monkeypatch.setattr(sequential, "GAMMA", 6.0)
+    assert sequential.spent(0.5, 0.02) == pytest.approx(sequential.spent(0.5, 0.02, 6.0))
     assert sequential.Design(12).alpha_at(1) > first
+    monkeypatch.setattr(sequential, "BETA_GAMMA", 3.0)
+    assert sequential.Design(12).futility_at(1) > futility
 
 
 def test_design_rounds_up_to_whole_looks_and_rejects_nonsense():
@@ -77,3 +80,32 @@ def test_undecided_at_the_last_look_is_held_and_before_it_measured_again():
     held = judge(base, cand, look=2, looks=2)
     assert held.decision == "hold" and held.as_dict()["decision"] == "hold"
     assert held.verdict == "inconclusive" and not held.rollback
+
+
+def test_exact_levels_spend_exactly_each_increment():
+    # Under no change the rank statistic of look k is a normalised sum of k equal increments:
+    # simulated, the chance of first crossing each look's level must be that look's increment.
+    # Levels equal to the increments (Bonferroni) cross less often: 0.0139 in all, not 0.02.
+    increments = tuple(sequential.spent(k / 12, 0.02, 2.0) - sequential.spent((k - 1) / 12, 0.02, 2.0)
+                       for k in range(1, 13))
+    levels = sequential.crossing_levels(increments)
+    assert levels[0] == increments[0] and levels[-1] > 4 * increments[-1]
+    rng = np.random.default_rng(4)
+    z = np.cumsum(rng.standard_normal((400_000, 12)), axis=1) / np.sqrt(np.arange(1, 13))
+    bars = np.array([sequential._NORMAL.inv_cdf(1 - p) for p in levels])
+    crossed = z >= bars
+    first = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1)
+    rates = np.array([(first == k).mean() for k in range(12)])
+    assert rates.sum() == pytest.approx(0.02, abs=0.0015)
+    assert rates[-4:].sum() == pytest.approx(sum(increments[-4:]), abs=0.0006)
+    bonferroni = (z >= np.array([sequential._NORMAL.inv_cdf(1 - p) for p in increments])).any(1)
+    assert bonferroni.mean() < 0.016
+    assert sequential.Design(12).rollback_level(3) == sequential.crossing_levels(tuple(
+        sequential.Design(12).alpha_at(k) for k in range(1, 13)))[2]
+
+
+def test_one_look_keeps_its_own_budgets():
+    assert sequential.budgets(1) == (sequential.ONE_LOOK_ALPHA, sequential.ONE_LOOK_BETA)
+    assert sequential.budgets(12) == (sequential.ALPHA, sequential.BETA)
+    assert sequential.budgets(12, 0.01, 0.2) == (0.01, 0.2)
+

@@ -355,7 +355,7 @@ def forecast(
     breached = None
     median_over = len(recent) >= BREACH_POINTS and fits.median(recent) >= limit
     burst_over = len(recent) >= BREACH_POINTS and y[-1] >= limit and persistent
-    jump = _jumped_over(t, y, limit) if len(t) > 1 else None
+    jump = _jumped_over(t, y, limit) if len(t) > 1 and not (median_over or burst_over) else None
     if median_over:
         breached = [f"breached: the median of the last {len(recent)} points, "
                     f"{sign * fits.median(recent):.6g}, is already {past} the threshold "
@@ -371,7 +371,7 @@ def forecast(
     # Already over: the status says so whatever the trend; the fit below still gives the level's
     # forecast and interval, for what acting on it may achieve. The level now is the recent median
     # (of the points since the jump, after a jump).
-    recent = y[-jump[0]:] if breached and not (median_over or burst_over) else recent
+    recent = y[-jump[0]:] if jump is not None else recent
     if len(t) < MIN_POINTS or span < MIN_SPAN_S / 60:
         if breached:
             # Too few points for a trend: the interval is the recent median's own.

@@ -22,7 +22,7 @@ from atge_assets.deployments import drift
 from atge_assets.deployments import judge as judge_mod
 from atge_assets.deployments import release, sequential, smoke, targets
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
-from atge_assets.deployments.partitions import deployments_partitions
+from atge_assets.deployments.partitions import deployments_partitions, run_in_flight
 from atge_assets.deployments.releases import COLUMNS, release_rows, summary
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.deployments.smoke import DEFAULT_SMOKE, run_smoke, specs_from_json
@@ -72,7 +72,15 @@ def _targets(context, vercel: VercelResource, benchmark: BenchmarkResource, stor
         allowed = client.allowed_hosts() + list(benchmark.allowed_hosts)
         dep = _resolve(context, client, allowed, store, context.partition_key)
         if reference_id is None and find_reference:
-            reference_id = targets.reference_id(client, store, dep)
+            patient = context.retry_number < MEASURE_WAIT_TRIES
+            try:
+                reference_id = targets.reference_id(
+                    client, store, dep, in_flight=lambda i: patient and run_in_flight(
+                        context.instance, context.run.job_name, i))
+            except release.Wait as wait:
+                context.log.info(f"{wait}; measuring in {MEASURE_WAIT_S} s")
+                raise dg.RetryRequested(max_retries=MEASURE_WAIT_TRIES,
+                                        seconds_to_wait=MEASURE_WAIT_S) from None
         if reference_id is None:
             return dep, None
         try:
@@ -316,6 +324,8 @@ def baseline_comparison(
 
 # How long a release decision waits for a verdict it depends on (another run's) before going
 # ahead with what is known: 30 x 10 s.
+# A reference's own run takes ~10 s: ask often, and measure with what is known after ~2 min.
+MEASURE_WAIT_TRIES, MEASURE_WAIT_S = 60, 2
 WAIT_TRIES = 30
 WAIT_S = 10
 

@@ -23,7 +23,7 @@ from atge_assets.deployments import drift
 from atge_assets.deployments.assets import benchmark_job, releases, releases_job
 from atge_assets.deployments.cursor import MAX_PENDING
 from atge_assets.deployments.history import DeploymentHistory
-from atge_assets.deployments.partitions import deployments_partitions
+from atge_assets.deployments.partitions import deployments_partitions, run_in_flight
 from atge_assets.deployments.webhook_intake import IntakeQueue
 from atge_assets.lib.providers.base import (
     DeadlineExceeded,
@@ -219,8 +219,6 @@ def _record(context: dg.SensorEvaluationContext, store: DeploymentHistory, clien
 
 # Below this much of the tick left, announcements wait for the next tick rather than risk it.
 MIN_NOTIFY_S = 3.0
-_IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 def _observe(client: VercelClient, store: DeploymentHistory,
@@ -290,10 +288,7 @@ def _needs_run(context: dg.SensorEvaluationContext, store: DeploymentHistory, de
     facts = store.live_facts(dep_id)
     if facts and facts["verdict_at_ms"] and facts["verdict_at_ms"] >= episode["started_at"] * 1000:
         return False
-    runs = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=benchmark_job.name, statuses=_IN_FLIGHT,
-                              tags={"dagster/partition": dep_id}), limit=1)
-    return not runs
+    return not run_in_flight(context.instance, benchmark_job.name, dep_id)
 
 
 def _announce(context, store: DeploymentHistory, notifier: NotifierResource, episode: dict,

@@ -4,7 +4,10 @@ failure."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory, DeploymentRow
+from atge_assets.deployments.release import Wait
 from atge_assets.lib.http import HostNotAllowed, check_url
 from atge_assets.lib.providers.base import (
     READY,
@@ -52,16 +55,30 @@ def recorded(store: DeploymentHistory, dep_id: str) -> DeploymentRow:
     return dep
 
 
-def reference_id(client, store: DeploymentHistory, dep: Deployment) -> str | None:
+def reference_id(client, store: DeploymentHistory, dep: Deployment,
+                 in_flight: Callable[[str], bool] = lambda _id: False) -> str | None:
     """What the candidate is measured against: the live production deployment when it is known
     good; else the newest known-good production deployment (created before the candidate, when
-    the candidate is itself production). Never a live deployment that failed its own judgement."""
-    live = client.production_deployment_id()
-    if live and live != dep.id:
-        row = store.deployment(live)
-        if row is None or row.verdict in ACCEPTED:  # unknown to us: a fresh install's baseline
-            return live
+    the candidate is itself production). Never a live deployment that failed its own judgement.
+
+    Raises Wait while a newer production deployment than that one is still being judged by a
+    run in flight (`in_flight`): it is the right reference once accepted. Two deployments seen in
+    one tick from a cold start would otherwise leave the newer one judged against the plan's
+    static values."""
     row = store.deployment(dep.id)
     before = row.created_ms if dep.target == "production" else 2**62
+    live = client.production_deployment_id()
+    if live and live != dep.id:
+        live_row = store.deployment(live)
+        # Unknown to us: a fresh install's baseline. A production candidate is never measured
+        # against a newer production deployment that has replaced it.
+        if live_row is None or (live_row.verdict in ACCEPTED and live_row.created_ms < before):
+            return live
     good = [g for g in store.known_good_production(before, 2) if g.id != dep.id]
+    newer = good[0].created_ms if good else -1
+    pending = [w.id for w in store.unjudged_production_before(before)
+               if w.id != dep.id and w.created_ms > newer and in_flight(w.id)]
+    if pending:
+        raise Wait(f"waiting for the verdict of {', '.join(pending)}: the production deployment "
+                   f"before {dep.id}, its reference once accepted")
     return good[0].id if good else None

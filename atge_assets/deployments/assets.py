@@ -322,10 +322,10 @@ def baseline_comparison(
     })
 
 
-# How long a release decision waits for a verdict it depends on (another run's) before going
-# ahead with what is known: 30 x 10 s.
 # A reference's own run takes ~10 s: ask often, and measure with what is known after ~2 min.
 MEASURE_WAIT_TRIES, MEASURE_WAIT_S = 60, 2
+# How long a release decision waits for a verdict it depends on (another run's) before going
+# ahead with what is known: 30 x 10 s.
 WAIT_TRIES = 30
 WAIT_S = 10
 

@@ -187,6 +187,15 @@ class Wait(Exception):
     The message says whose."""
 
 
+def pending_verdicts(store: DeploymentHistory, before_ms: int, newest_good: DeploymentRow | None,
+                     exclude: str) -> list[str]:
+    """Production deployments created before `before_ms`, still unjudged, and newer than the
+    newest accepted one (`newest_good`): once judged, one of them may be the newest accepted."""
+    newer = newest_good.created_ms if newest_good else -1
+    return [w.id for w in store.unjudged_production_before(before_ms)
+            if w.id != exclude and w.created_ms > newer]
+
+
 def decide_rollback(store: DeploymentHistory, dep: DeploymentRow, production_id: str | None, *,
                     dry_run: bool, person: str = "", approver: str = "",
                     patient: bool = True) -> cmp.RollbackPlan:
@@ -206,9 +215,7 @@ def decide_rollback(store: DeploymentHistory, dep: DeploymentRow, production_id:
     wants_target = plan.action in ("rollback", "would_roll_back") and existing is None or (
         plan.action == "skipped" and "no known-good" in plan.reason)
     if patient and wants_target:
-        newer = good[0].created_ms if good else -1
-        waiting = [w.id for w in store.unjudged_production_before(dep.created_ms)
-                   if w.id != dep.id and w.created_ms > newer]
+        waiting = pending_verdicts(store, dep.created_ms, good[0] if good else None, dep.id)
         if waiting:
             raise Wait(f"waiting for the verdict of {', '.join(waiting)} before choosing where "
                        "to roll back")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory, DeploymentRow
-from atge_assets.deployments.release import Wait
+from atge_assets.deployments.release import Wait, pending_verdicts
 from atge_assets.lib.http import HostNotAllowed, check_url
 from atge_assets.lib.providers.base import (
     READY,
@@ -75,9 +75,8 @@ def reference_id(client, store: DeploymentHistory, dep: Deployment,
         if live_row is None or (live_row.verdict in ACCEPTED and live_row.created_ms < before):
             return live
     good = [g for g in store.known_good_production(before, 2) if g.id != dep.id]
-    newer = good[0].created_ms if good else -1
-    pending = [w.id for w in store.unjudged_production_before(before)
-               if w.id != dep.id and w.created_ms > newer and in_flight(w.id)]
+    pending = [i for i in pending_verdicts(store, before, good[0] if good else None, dep.id)
+               if in_flight(i)]
     if pending:
         raise Wait(f"waiting for the verdict of {', '.join(pending)}: the production deployment "
                    f"before {dep.id}, its reference once accepted")

@@ -439,12 +439,13 @@ def test_holt_takes_over_only_where_the_hinge_cannot_follow_the_bend():
 
 # --- real servers (issue 17): scale, bounds, curves, humps, bursts -------------------------------
 
-def quadratic_ramp(seed: int, scale: float = 1.0, noise: float = 1.0):
-    """Flat at 100 for 20 minutes, then accelerating: 100 + 0.05 (minutes since onset)^2, an hour
-    in all; 190 is reached 42.4 minutes after the onset, 2.4 minutes past NOW... so the threshold
-    used is 220: 49.0 minutes after the onset, 9.0 after NOW."""
+def quadratic_ramp(seed: int, scale: float = 1.0, noise: float = 1.0, minutes: int = 60):
+    """Accelerating since 40 minutes before NOW: 100 + 0.05 (minutes since onset)^2, flat before,
+    `minutes` of history in all (an hour: 20 flat); 190 is reached 42.4 minutes after the onset,
+    2.4 minutes past NOW... so the threshold used is 220: 49.0 minutes after the onset, 9.0 after
+    NOW."""
     rng = np.random.default_rng(seed)
-    t = NOW - 60.0 * np.arange(60, -1, -1)
+    t = NOW - 60.0 * np.arange(minutes, -1, -1)
     since = np.clip((t - NOW) / 60 + 40, 0, None)
     return t, scale * (100 + 0.05 * since ** 2 + rng.normal(0, noise, len(t)))
 
@@ -469,10 +470,7 @@ def test_an_acceleration_too_noisy_to_confirm_still_brings_the_alarm_forward():
     # its earliest crossing allows for the curve by the curve's likelihood.
     warned = hinge_only = 0
     for seed in range(20):
-        rng = np.random.default_rng(seed)
-        t = NOW - 60.0 * np.arange(45, -1, -1)
-        since = np.clip((t - NOW) / 60 + 40, 0, None)
-        y = 100 + 0.05 * since ** 2 + rng.normal(0, 10, len(t))
+        t, y = quadratic_ramp(seed, noise=10.0, minutes=45)
         f = forecast(t.tolist(), y.tolist(), 300.0, HORIZON_S)
         warned += f.breach_expected
         hinge_only += f.breach_expected and f.method == "hinge"

@@ -31,7 +31,11 @@ know when the ramp began, which no monitor does: a least-squares line fitted onl
 since the onset (spikes and all), and a robust hinge, flat and then a ramp from the true onset,
 fitted to every point by Huber's M-estimator. The second is about the floor for a forecaster that
 must also find the onset (added with the hinge forecaster: the first, hurt by spikes and by
-ignoring the flat part, scores worse than forecasters that know less, so it bounds nothing).
+ignoring the flat part, scores worse than forecasters that know less, so it bounds nothing) on
+straight ramps; on accelerating ones it is a line too. A third, `oracle_shape`, knows the shape as
+well: the same robust fit with the true onset and the true power (a parabola for `ramp_curved`).
+It is what a forecaster that always told accelerating ramps from straight ones, and placed their
+onsets exactly, could reach.
 
 Naive rules (the plan's sketch, a "% per minute" trend from raw points): `naive_last2` extrapolates
 the change between the last two samples over the horizon, `naive_last5` the change across the last
@@ -150,6 +154,8 @@ def evaluate(s: dict) -> dict:
                                                   points)
     row["oracle_minutes"] = oracle(s) if s["onset"] is not None else None
     row["oracle_hinge_minutes"] = oracle_hinge(s) if s["onset"] is not None else None
+    row["oracle_shape_minutes"] = (oracle_hinge(s, 2 if s["kind"] == "ramp_curved" else 1)
+                                   if s["onset"] is not None else None)
     return row
 
 
@@ -164,21 +170,24 @@ def oracle(s: dict) -> float | None:
     return float((s["threshold"] - level) / slope) if slope > 0 else None
 
 
-def oracle_hinge(s: dict) -> float | None:
-    """Minutes to threshold from y = a + b max(t - onset, 0), the true onset, fitted to all the
-    points by Huber's M-estimator (k = 1.345, the scale the residuals' MAD): the flat part pins the
-    level, a spike's pull is bounded. The onset is all it knows that forecast() does not."""
+def oracle_hinge(s: dict, power: int = 1) -> float | None:
+    """Minutes to threshold from y = a + b max(t - onset, 0) ** power, the true onset, fitted to
+    all the points by Huber's M-estimator (k = 1.345, the scale the residuals' MAD): the flat part
+    pins the level, a spike's pull is bounded. The onset (and, with power 2 on an accelerating
+    ramp, the shape) is all it knows that forecast() does not."""
     t = (np.array(s["timestamps"]) - s["now"]) / 60.0
     y = np.array(s["values"])
-    x = np.column_stack([np.ones_like(t), np.clip(t + s["onset"], 0, None)])
+    x = np.column_stack([np.ones_like(t), np.clip(t + s["onset"], 0, None) ** power])
     beta = np.linalg.lstsq(x, y, rcond=None)[0]
     for _ in range(20):
         r = y - x @ beta
         scale = max(1.4826 * float(np.median(np.abs(r - np.median(r)))), 1e-12)
         root_w = np.sqrt(np.minimum(1.0, 1.345 * scale / np.maximum(np.abs(r), 1e-300)))
         beta = np.linalg.lstsq(x * root_w[:, None], y * root_w, rcond=None)[0]
-    level, slope = beta[0] + beta[1] * s["onset"], beta[1]
-    return float((s["threshold"] - level) / slope) if slope > 0 else None
+    if beta[1] <= 0:
+        return None
+    # The crossing: base + b (m + onset) ** power = threshold.
+    return float(((s["threshold"] - beta[0]) / beta[1]) ** (1 / power) - s["onset"])
 
 
 def share(rows, key) -> float | None:
@@ -296,20 +305,21 @@ def main(argv=None) -> int:
                           for cv in NOISES}}
                for rule in RULES}
     # References that know when the ramp began, on the series ours caught.
-    for name in ("oracle", "oracle_hinge"):
+    for name in ("oracle", "oracle_hinge", "oracle_shape"):
         summary[name] = {
             "median_time_error": time_error(breaching, name, "ours"),
             "median_time_error_by_noise": {
                 f"{cv:.0%}": time_error([r for r in breaching if r["noise"] == cv], name, "ours")
                 for cv in NOISES}}
     print("\nMedian relative error of the time to threshold, by noise (ours / naive_last5 / "
-          "oracles that know the ramp's onset: least-squares line since it, robust hinge)",
+          "oracles that know the ramp's onset: least-squares line since it, robust hinge; and "
+          "its shape too)",
           file=err)
     for cv in NOISES:
         key = f"{cv:.0%}"
         print(f"  noise {key}: " + " / ".join(
             pct(summary[r]["median_time_error_by_noise"][key])
-            for r in ("ours", "naive_last5", "oracle", "oracle_hinge")), file=err)
+            for r in ("ours", "naive_last5", "oracle", "oracle_hinge", "oracle_shape")), file=err)
     by_kind_error = {k: time_error(by_kind[k], "ours") for k in BREACHING}
     print("  ours by kind: " + ", ".join(f"{k} {pct(v)}" for k, v in by_kind_error.items()),
           file=err)
@@ -339,7 +349,8 @@ def main(argv=None) -> int:
           f"{trio('caught_recent_onset')}; false alarms {trio('false_alarm')}; median time error "
           f"{trio('median_time_error')}, knowing the onset a line "
           f"{p(summary['oracle']['median_time_error'])}, a robust hinge "
-          f"{p(summary['oracle_hinge']['median_time_error'])}; sweep: "
+          f"{p(summary['oracle_hinge']['median_time_error'])}, knowing the shape too "
+          f"{p(summary['oracle_shape']['median_time_error'])}; sweep: "
           f"{p(sw['never_crossing']['share_any_alarm'])} of never-crossing series ever alarmed in "
           f"2 h ({p(sw['never_crossing']['share_two_in_a_row'])} twice in a row), ramps warned "
           f"{sw['ramps']['median_lead_minutes']:.0f} min ahead (median); "

@@ -578,3 +578,24 @@ def test_a_jump_from_idle_to_past_the_threshold_is_a_breach_without_burst_histor
     wobble = 79.0 + 2.0 * np.sin(np.arange(14))
     wobble[-3:] = (77.0, 79.5, 81.0)
     assert not forecast(t.tolist(), wobble.tolist(), 80.0, HORIZON_S, bounds=(0, 100)).alert
+
+
+def test_the_benchmarks_oracles_find_a_noise_free_crossing():
+    # benchmarks/forecast_accuracy.py quotes what knowing the onset (and the shape) would give:
+    # on a series without noise, each oracle must hit the crossing its shape implies.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "forecast_accuracy.py"
+    spec = importlib.util.spec_from_file_location("forecast_accuracy", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    m = np.arange(-60.0, 0.5, 1.0)  # minutes from now
+    onset, crossing, base, gap = 40.0, 20.0, 100.0, 50.0
+    progress = np.clip((m + onset) / (onset + crossing), 0, None)
+    for power in (1, 2):
+        s = {"timestamps": list(NOW + 60 * m), "values": list(base + gap * progress ** power),
+             "threshold": base + gap, "now": NOW, "onset": onset}
+        assert bench.oracle_hinge(s, power) == pytest.approx(crossing, rel=1e-6)
+    # A line through an accelerating ramp puts the crossing late: why the shape is worth knowing.
+    assert bench.oracle_hinge(s, 1) > 1.3 * crossing

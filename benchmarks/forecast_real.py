@@ -1,6 +1,7 @@
 """Does the forecaster hold on real servers? Ours beside Prometheus's predict_linear and a naive rule.
 
     .venv/bin/python benchmarks/forecast_real.py [--data DIR] [--every K] [--horizons 30 60]
+        [--confidence 0.9]
 
 Data: the NAB realAWSCloudwatch series (../shared/data/nab/, real CloudWatch metrics, one value
 every 5 minutes, MIT licence). Timestamps are local time without a zone and one hour repeats at a
@@ -66,7 +67,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from atge_assets.monitoring.forecast import forecast  # noqa: E402
+from atge_assets.monitoring.forecast import CONFIDENCE, forecast  # noqa: E402
 
 STEP_S = 300.0
 EVAL_EVERY = 2  # samples: every 10 minutes
@@ -168,7 +169,8 @@ def finite(x) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def evaluate_pair(p: dict, horizons: list[float], every: int, counters: Counters) -> dict:
+def evaluate_pair(p: dict, horizons: list[float], every: int, counters: Counters,
+                  confidence: float = CONFIDENCE) -> dict:
     ts, y, T = p["ts"], p["y"], p["threshold"]
     lower, upper = p["bounds"]
     breaches = runs_over(ts, y, T)
@@ -195,7 +197,7 @@ def evaluate_pair(p: dict, horizons: list[float], every: int, counters: Counters
                 warnings.simplefilter("always")
                 try:
                     f = forecast(tl[lo:i + 1], yl[lo:i + 1], T, H * 60, now=float(now),
-                                 bounds=p["bounds"])
+                                 bounds=p["bounds"], confidence=confidence)
                 except Exception:  # noqa: BLE001 - counted, a benchmark goes on
                     health["exceptions"] += 1
                     f = None
@@ -261,12 +263,16 @@ def main(argv=None) -> int:
                         help="evaluate every K-th 10-minute point (a quick look while iterating)")
     parser.add_argument("--horizons", type=float, nargs="+", default=[30.0, 60.0])
     parser.add_argument("--only", help="pairs whose name contains this")
+    parser.add_argument("--confidence", type=float, default=CONFIDENCE,
+                        help="what-if: the trend test's and the interval's confidence (a second "
+                             "sensitivity knob beside the lead; the default is what ships)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     err = sys.stderr
     counters = Counters()
     chosen = [p for p in pairs(data_dir(args.data)) if not args.only or args.only in p["name"]]
-    per_pair = [evaluate_pair(p, args.horizons, args.every, counters) for p in chosen]
+    per_pair = [evaluate_pair(p, args.horizons, args.every, counters, args.confidence)
+                for p in chosen]
     days = sum(r["days"] for r in per_pair)
     evaluations = sum(r["evaluations"] for r in per_pair)
     health = {k: sum(r["health"][k] for r in per_pair) for k in per_pair[0]["health"]}
@@ -311,7 +317,8 @@ def main(argv=None) -> int:
             print(f"{r['name'][:47]:<48}{H:>4}{s['breaches']:>9}" + "".join(
                 f"{s[m]['caught']:>13}/{s[m]['false_alarms']:<6}" for m in METHODS), file=err)
     result = {"pairs": len(chosen), "evaluated_days": days, "evaluations_per_horizon": evaluations,
-              "every": args.every, "summary": summary, "health": health,
+              "every": args.every, "confidence": args.confidence, "summary": summary,
+              "health": health,
               "per_pair": [{k: v for k, v in r.items()} for r in per_pair],
               "seconds": time.perf_counter() - started}
     for r in result["per_pair"]:

@@ -22,7 +22,7 @@ from atge_assets.deployments import drift
 from atge_assets.deployments import judge as judge_mod
 from atge_assets.deployments import release, sequential, smoke, targets
 from atge_assets.deployments.history import ACCEPTED, DeploymentHistory
-from atge_assets.deployments.partitions import deployments_partitions, run_in_flight
+from atge_assets.deployments.partitions import deployments_partitions, verdict_may_come
 from atge_assets.deployments.releases import COLUMNS, release_rows, summary
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.deployments.smoke import DEFAULT_SMOKE, run_smoke, specs_from_json
@@ -72,11 +72,10 @@ def _targets(context, vercel: VercelResource, benchmark: BenchmarkResource, stor
         allowed = client.allowed_hosts() + list(benchmark.allowed_hosts)
         dep = _resolve(context, client, allowed, store, context.partition_key)
         if reference_id is None and find_reference:
-            patient = context.retry_number < MEASURE_WAIT_TRIES
             try:
                 reference_id = targets.reference_id(
-                    client, store, dep, in_flight=lambda i: patient and run_in_flight(
-                        context.instance, context.run.job_name, i))
+                    client, store, dep,
+                    in_flight=verdict_may_come(context, benchmark_job.name, MEASURE_WAIT_TRIES))
             except release.Wait as wait:
                 context.log.info(f"{wait}; measuring in {MEASURE_WAIT_S} s")
                 raise dg.RetryRequested(max_retries=MEASURE_WAIT_TRIES,
@@ -326,8 +325,7 @@ def baseline_comparison(
 MEASURE_WAIT_TRIES, MEASURE_WAIT_S = 60, 2
 # How long a release decision waits for a verdict it depends on (another run's) before going
 # ahead with what is known: 30 x 10 s.
-WAIT_TRIES = 30
-WAIT_S = 10
+WAIT_TRIES, WAIT_S = 30, 10
 
 
 class PersonDecision(dg.Config):
@@ -441,8 +439,9 @@ def promotion(
         live_id = client.production_deployment_id() if dep.target != "production" else None
         try:
             decision, reason = release.decide_promotion(
-                store, dep, live_id, auto_promote=policy.auto_promote, person=person, approver=_approver(context, config),
-                patient=context.retry_number < WAIT_TRIES)
+                store, dep, live_id, auto_promote=policy.auto_promote, person=person,
+                approver=_approver(context, config),
+                in_flight=verdict_may_come(context, benchmark_job.name, WAIT_TRIES))
         except release.Wait as wait:
             context.log.info(f"{wait}; asking again in {WAIT_S} s")
             raise dg.RetryRequested(max_retries=WAIT_TRIES, seconds_to_wait=WAIT_S) from None
@@ -499,7 +498,8 @@ def rollback(
         try:
             plan = release.decide_rollback(
                 store, dep, production, dry_run=policy.dry_run, person=person,
-                approver=_approver(context, config), patient=context.retry_number < WAIT_TRIES)
+                approver=_approver(context, config),
+                in_flight=verdict_may_come(context, benchmark_job.name, WAIT_TRIES))
         except release.Wait as wait:
             # Runs run concurrently: an earlier verdict may name the right target. After
             # WAIT_TRIES the rollback goes ahead with what is known rather than never.

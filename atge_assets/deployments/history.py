@@ -94,8 +94,8 @@ class DeploymentHistory(History):
             return [DeploymentRow(*r) for r in conn.execute(q)]
 
     def unjudged_production_before(self, before_created_ms: int) -> list[DeploymentRow]:
-        """Earlier READY production deployments still waiting for their verdict (runs in
-        flight), oldest first."""
+        """Earlier READY production deployments a run has seen that have no verdict yet (their
+        run in flight, or ended without one), oldest first."""
         q = (sa.select(*_dep_cols()).where(deployments.c.target == "production")
              .where(deployments.c.verdict.is_(None)).where(deployments.c.state == "READY")
              .where(deployments.c.created_ms < before_created_ms)

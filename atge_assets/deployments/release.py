@@ -6,6 +6,7 @@ Plain Python; the `promotion` and `rollback` assets act on these answers and rec
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 from atge_assets import notify
 from atge_assets.deployments import compare as cmp
@@ -198,11 +199,12 @@ def pending_verdicts(store: DeploymentHistory, before_ms: int, newest_good: Depl
 
 def decide_rollback(store: DeploymentHistory, dep: DeploymentRow, production_id: str | None, *,
                     dry_run: bool, person: str = "", approver: str = "",
-                    patient: bool = True) -> cmp.RollbackPlan:
+                    in_flight: Callable[[str], bool] = lambda dep_id: True) -> cmp.RollbackPlan:
     """What the rollback asset does for `dep`, with `production_id` live now. Raises Wait while
-    `patient` and an earlier production deployment's verdict is pending: it may be the newest
-    accepted one, the right target (Vercel's instant rollback returns to what was live before).
-    An impatient call (the waiting is over) decides with what is known."""
+    an earlier production deployment's verdict is pending and `in_flight` says one may still come
+    (the assets: a run of it is in flight, and this run has not waited long enough): it may be
+    the newest accepted one, the right target (Vercel's instant rollback returns to what was live
+    before). Otherwise it decides with what is known."""
     good = store.known_good_production(dep.created_ms, 1)
     rows = store.latest_comparison_rows(dep.id)
     existing = store.rollback_for(dep.id)
@@ -214,8 +216,9 @@ def decide_rollback(store: DeploymentHistory, dep: DeploymentRow, production_id:
         person=person, approver=approver)
     wants_target = plan.action in ("rollback", "would_roll_back") and existing is None or (
         plan.action == "skipped" and "no known-good" in plan.reason)
-    if patient and wants_target:
-        waiting = pending_verdicts(store, dep.created_ms, good[0] if good else None, dep.id)
+    if wants_target:
+        waiting = [i for i in pending_verdicts(store, dep.created_ms, good[0] if good else None,
+                                               dep.id) if in_flight(i)]
         if waiting:
             raise Wait(f"waiting for the verdict of {', '.join(waiting)} before choosing where "
                        "to roll back")
@@ -244,16 +247,16 @@ def act_rollback(store: DeploymentHistory, client, dep_id: str, plan: cmp.Rollba
 
 def decide_promotion(store: DeploymentHistory, dep: DeploymentRow, live_id: str | None, *,
                      auto_promote: bool, person: str = "", approver: str = "",
-                     patient: bool = True) -> tuple[str, str]:
+                     in_flight: Callable[[str], bool] = lambda dep_id: True) -> tuple[str, str]:
     """promotion_decision with what the history knows. A preview is never promoted over a newer
-    accepted deployment that went live (a rollback would return to that one); while `patient`,
-    it waits (raises Wait) for the verdicts of newer production deployments, since whether it is
-    the newest accepted deployment depends on them."""
+    accepted deployment that went live (a rollback would return to that one); it waits (raises
+    Wait) for the verdicts of newer production deployments that may still come (`in_flight`, as
+    for decide_rollback), since whether it is the newest accepted deployment depends on them."""
     live = store.deployment(live_id) if live_id else None
     if dep.target != "production" and dep.verdict in ACCEPTED and person != "reject":
         newer = [w.id for w in store.unjudged_production_before(2**62)
-                 if w.created_ms > dep.created_ms]
-        if patient and newer:
+                 if w.created_ms > dep.created_ms and in_flight(w.id)]
+        if newer:
             raise Wait(f"waiting for the verdict of the newer production deployment "
                        f"{', '.join(newer)}")
         good = store.known_good_production(2**62, 1)

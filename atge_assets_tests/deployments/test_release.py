@@ -10,6 +10,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from atge_assets.deployments.assets import promotion, rollback
 from atge_assets.deployments.resources import BenchmarkResource, ReleasePolicyResource
 from atge_assets.deployments.suite import DEFAULT_SUITE, metrics_to_json
+from atge_assets.lib.providers.base import Deployment
 from atge_assets.notify.resources import NotifierResource
 from atge_assets_tests.conftest import json_receiver
 from atge_assets_tests.deployments.helpers import GRAPH, metadata
@@ -115,6 +116,30 @@ def test_failed_smoke_on_production_rolls_back(sandbox, instance, resources, sto
     rb = metadata(r, "rollback")
     assert rb["decision"] == "rolled_back" and "smoke tests failed: health" in rb["reason"]
     assert sandbox.state.world.production == first
+
+
+@dg.op
+def _provider_timed_out():
+    raise RuntimeError("the provider timed out")
+
+
+def test_a_rollback_does_not_wait_for_a_verdict_no_run_will_give(sandbox, instance, resources,
+                                                                 store):
+    first = sandbox.state.world.production
+    run(instance, resources, first)
+    # A production deployment whose run recorded it, then failed for good (this instance does not
+    # retry runs): no verdict will come. Waiting on it held every later rollback 5 minutes.
+    orphan = sandbox.state.create(target="production")
+    store.upsert_deployment(Deployment(orphan.id, "https://orphan.example", "READY", "production",
+                                       orphan.created_ms))
+    dg.GraphDefinition(name="benchmark_deployment", node_defs=[_provider_timed_out]).to_job() \
+        .execute_in_process(instance=instance, raise_on_error=False,
+                            tags={"dagster/partition": orphan.id})
+    slow = sandbox.state.create(target="production", slowdown=1.6).id
+    r = run(instance, resources, slow)
+    assert metadata(r, "rollback")["decision"] == "rolled_back"
+    assert sandbox.state.world.production == first
+    assert not [e for e in r.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
 
 
 def test_one_regressed_deployment_is_one_message_and_one_incident(sandbox, instance, resources,

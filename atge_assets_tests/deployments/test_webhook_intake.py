@@ -209,11 +209,12 @@ def test_prune_forgets_old_acked_entries_only(intake):
 
 def test_atge_webhook_intake_runs_alone_with_its_secret_and_queue_from_the_environment(tmp_path):
     import os
+    import signal
     import subprocess
     import sys
     from pathlib import Path
 
-    from atge_assets.harness.stack import free_port, wait_until
+    from atge_assets.harness.stack import free_port, stop_process, wait_until
 
     port, url = free_port(), f"sqlite:///{tmp_path / 'queue.sqlite'}"
     env = dict(os.environ, ATGE_VERCEL_WEBHOOK_SECRET=SECRET, ATGE_HISTORY_URL=url)
@@ -239,8 +240,7 @@ def test_atge_webhook_intake_runs_alone_with_its_secret_and_queue_from_the_envir
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
         assert SECRET.encode() not in cmdline and url.encode() not in cmdline
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc, signal.SIGTERM, 30, group=False)
     queue = wi.IntakeQueue(url)
     assert [e.deployment_id for e in queue.pending(10)] == ["dpl_fromenv"]
     queue.dispose()

@@ -189,12 +189,13 @@ class Wait(Exception):
 
 
 def pending_verdicts(store: DeploymentHistory, before_ms: int, newest_good: DeploymentRow | None,
-                     exclude: str) -> list[str]:
-    """Production deployments created before `before_ms`, still unjudged, and newer than the
-    newest accepted one (`newest_good`): once judged, one of them may be the newest accepted."""
+                     exclude: str, in_flight: Callable[[str], bool]) -> list[str]:
+    """Production deployments created before `before_ms`, still unjudged, newer than the newest
+    accepted one (`newest_good`), and whose verdict may still come (`in_flight`): once judged,
+    one of them may be the newest accepted."""
     newer = newest_good.created_ms if newest_good else -1
     return [w.id for w in store.unjudged_production_before(before_ms)
-            if w.id != exclude and w.created_ms > newer]
+            if w.id != exclude and w.created_ms > newer and in_flight(w.id)]
 
 
 def decide_rollback(store: DeploymentHistory, dep: DeploymentRow, production_id: str | None, *,
@@ -217,8 +218,8 @@ def decide_rollback(store: DeploymentHistory, dep: DeploymentRow, production_id:
     wants_target = plan.action in ("rollback", "would_roll_back") and existing is None or (
         plan.action == "skipped" and "no known-good" in plan.reason)
     if wants_target:
-        waiting = [i for i in pending_verdicts(store, dep.created_ms, good[0] if good else None,
-                                               dep.id) if in_flight(i)]
+        waiting = pending_verdicts(store, dep.created_ms, good[0] if good else None, dep.id,
+                                   in_flight)
         if waiting:
             raise Wait(f"waiting for the verdict of {', '.join(waiting)} before choosing where "
                        "to roll back")

@@ -75,8 +75,7 @@ def reference_id(client, store: DeploymentHistory, dep: Deployment,
         if live_row is None or (live_row.verdict in ACCEPTED and live_row.created_ms < before):
             return live
     good = [g for g in store.known_good_production(before, 2) if g.id != dep.id]
-    pending = [i for i in pending_verdicts(store, before, good[0] if good else None, dep.id)
-               if in_flight(i)]
+    pending = pending_verdicts(store, before, good[0] if good else None, dep.id, in_flight)
     if pending:
         raise Wait(f"waiting for the verdict of {', '.join(pending)}: the production deployment "
                    f"before {dep.id}, its reference once accepted")

@@ -19,8 +19,9 @@ from atge_assets.harness.instance import instance_yaml
 
 
 def stop_process(proc: subprocess.Popen, sig: int, timeout_s: float, *, group: bool) -> int:
-    """`sig` to the process (or its whole process group), then SIGKILL to the group if it is
-    still running after `timeout_s`; its exit code."""
+    """`sig` to the process (or its whole process group), then SIGKILL if it is still running
+    after `timeout_s`: to its group when it leads one (`atge up`'s children would otherwise
+    outlive it, holding their ports), else to it alone; its exit code."""
     if proc.poll() is None:
         if group:
             os.killpg(proc.pid, sig)
@@ -29,7 +30,11 @@ def stop_process(proc: subprocess.Popen, sig: int, timeout_s: float, *, group: b
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            if group:
+            try:
+                leads = os.getpgid(proc.pid) == proc.pid
+            except ProcessLookupError:  # it ended just now
+                leads = False
+            if leads:
                 os.killpg(proc.pid, signal.SIGKILL)
             else:
                 proc.kill()

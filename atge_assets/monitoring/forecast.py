@@ -503,7 +503,8 @@ def forecast(
         clip = lambda v: float(min(max(v, lower), upper))  # noqa: E731
         return dict(slope_per_minute=sign * f.slope, level=clip(sign * f.level),
                     forecast=clip(sign * centre), interval_low=clip(low),
-                    interval_high=clip(high), holdout_error=scores.get(f.method))
+                    interval_high=clip(high),
+                    holdout_error=None if f is fit and averaged else scores.get(f.method))
 
     chosen = summary(fit)
     bounds = ", ".join(f"{name} " + (f"beyond {lookahead:g}" if x is None else f"{x:.3g}")
@@ -534,8 +535,8 @@ def forecast(
         f"{len(held_t)} points: hinge {scores['hinge']:.3g}, holt {scores['holt']:.3g}, curve "
         f"{scores['curve']:.3g}; holt used only under {HOLT_MARGIN:g}x the hinge's; the curve's "
         f"log-odds against the hinge {log_odds:.2f}, used past {CURVE_ODDS:g} and no worse held "
-        f"out: {'used' if curve_weight else 'not used'}"
-        + (f", averaged in at weight {averaged:.2f} as the level has risen" if averaged else "")
+        "out: " + ("used" if curve_weight else f"averaged in at weight {averaged:.2f} as the "
+                   "level has risen" if averaged else "not used")
         + f"); level now {chosen['level']:.6g}, "
         f"{chosen['slope_per_minute']:+.3g}/min, {chosen['forecast']:.6g} in {horizon:g} min "
         f"({confidence:.0%} interval {chosen['interval_low']:.6g} to "

@@ -28,7 +28,11 @@ def run_failure_notifier(context: dg.RunFailureSensorContext, notifier: Notifier
 
 def will_be_retried(instance: dg.DagsterInstance, tags: dict) -> bool:
     """Whether the daemon will launch a retry of this failed run (dagster.yaml `run_retries`,
-    or the run's own `dagster/max_retries`): one failing deployment must not page once per try."""
+    or the run's own `dagster/max_retries`): one failing deployment must not page once per try.
+    A "false" in Dagster's own `dagster/will_retry` on the failed run settles it: it also knows
+    `retry_on_asset_or_op_failure` and a retry that failed to launch."""
+    if str(tags.get("dagster/will_retry", "")).lower() == "false":
+        return False
     if not instance.run_retries_enabled:
         return False
     try:

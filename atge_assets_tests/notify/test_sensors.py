@@ -54,5 +54,9 @@ def test_will_be_retried_follows_the_instance_and_the_runs_own_limit(retrying_in
     assert not will_be_retried(retrying_instance, {"dagster/retry_number": "2"})
     assert not will_be_retried(retrying_instance, {"dagster/retry_number": "0",
                                                    "dagster/max_retries": "0"})
+    # Dagster's own "no" (a step failure with retry_on_asset_or_op_failure off, a retry that
+    # failed to launch) settles it.
+    assert not will_be_retried(retrying_instance, {"dagster/retry_number": "0",
+                                                   "dagster/will_retry": "false"})
     with dg.instance_for_test() as plain:
         assert not will_be_retried(plain, {})

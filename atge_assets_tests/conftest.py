@@ -4,6 +4,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +17,15 @@ from atge_assets.sandbox.server import SandboxServer
 from atge_assets.sandbox.state import SandboxState
 
 TOKEN = "tok_test_5ecret_never_logged"
+
+
+def pytest_configure(config):
+    # Started in the background by a shell (`&`, nohup), this process ignores SIGINT, and each
+    # in-process Dagster run maps SIGTERM to SIGINT's handler (dagster/_utils/interrupts.py): from
+    # the first one on SIGTERM would be ignored here and in every process a test starts after it,
+    # which then outlives its SIGTERM (a code server, a pool's workers: a suite that hangs).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def fault(status: int, headers: dict | None = None, body=None, after: bool = False) -> dict:

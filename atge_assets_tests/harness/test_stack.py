@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
+
 from atge_assets.harness.stack import stop_process, wait_until
 
 # A parent that ignores SIGTERM, leads its own session (as `atge up` does) and has a child that
@@ -43,4 +45,22 @@ def test_a_process_that_leads_no_group_is_killed_alone(tmp_path):
                              "flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
     assert stop_process(proc, signal.SIGTERM, 1, group=False) == -signal.SIGKILL
+    proc.stdout.close()
+
+
+@dg.asset
+def _anything():
+    return 1
+
+
+def test_a_process_started_after_an_in_process_dagster_run_still_stops_on_sigterm():
+    # Dagster maps SIGTERM to SIGINT's handler in this process; under a shell's `&` SIGINT is
+    # ignored, and without conftest's pytest_configure SIGTERM would be ignored here and in
+    # children from now on.
+    assert dg.materialize([_anything]).success
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+    proc = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); "
+                             "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    assert stop_process(proc, signal.SIGTERM, 10, group=False) == -signal.SIGTERM
     proc.stdout.close()

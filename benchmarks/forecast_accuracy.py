@@ -154,8 +154,8 @@ def evaluate(s: dict) -> dict:
                                                   points)
     row["oracle_minutes"] = oracle(s) if s["onset"] is not None else None
     row["oracle_hinge_minutes"] = oracle_hinge(s) if s["onset"] is not None else None
-    row["oracle_shape_minutes"] = (oracle_hinge(s, 2 if s["kind"] == "ramp_curved" else 1)
-                                   if s["onset"] is not None else None)
+    row["oracle_shape_minutes"] = (oracle_hinge(s, 2) if s["kind"] == "ramp_curved"
+                                   else row["oracle_hinge_minutes"])
     return row
 
 

@@ -255,8 +255,7 @@ def decide_promotion(store: DeploymentHistory, dep: DeploymentRow, live_id: str 
     for decide_rollback), since whether it is the newest accepted deployment depends on them."""
     live = store.deployment(live_id) if live_id else None
     if dep.target != "production" and dep.verdict in ACCEPTED and person != "reject":
-        newer = [w.id for w in store.unjudged_production_before(2**62)
-                 if w.created_ms > dep.created_ms and in_flight(w.id)]
+        newer = pending_verdicts(store, 2**62, dep, dep.id, in_flight)
         if newer:
             raise Wait(f"waiting for the verdict of the newer production deployment "
                        f"{', '.join(newer)}")

@@ -482,12 +482,11 @@ def forecast(
         bent = fits.Fit(curve.method, curve.level, curve.slope, fit.sd, curve.shape, curve.curv)
         weight = odds / (1 - CURVE_DOUBT + odds)
         doubt = fits.blend(fit, bent, weight)
-        early = _crossing(doubt, limit, z, lookahead)[1]
+        doubt_point, early, doubt_latest = _crossing(doubt, limit, z, lookahead)
         # For the forecast only where the level has clearly moved: a flat series' chance trend
         # would let a parabola through its last minutes set the time to threshold.
         if fit.level - fits.median(y[:max(3, len(y) // 4)]) >= RISE_SIGMAS * noise:
-            fit, averaged = doubt, weight
-            point, _, latest = _crossing(fit, limit, z, lookahead)
+            fit, averaged, point, latest = doubt, weight, doubt_point, doubt_latest
         if early is not None and (earliest is None or early < earliest):
             earliest = early
     expected = (significant and beyond_swings and earliest is not None and earliest <= horizon
